@@ -1,0 +1,3 @@
+"""pgwarden: identity-aware PostgreSQL gateway."""
+
+__version__ = "0.1.0"
