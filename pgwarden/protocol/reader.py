@@ -1,0 +1,127 @@
+"""Sans-I/O framing: bytes in, typed messages out.
+
+``feed()`` appends bytes, ``next()`` returns one message or None (need more data). Any byte
+string either yields messages or raises ProtocolError, fed whole or split at any point. Memory
+is bounded: a message larger than ``max_message`` is refused, except DataRow / CopyData, which
+stream through as MessageParts so a 1 GB value never sits in the gateway's memory at once.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pgwarden.protocol.errors import ProtocolError, Side
+from pgwarden.protocol.messages import Message, MessagePart, decode, decode_startup
+
+MAX_STARTUP_PACKET = 10_000
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+_STREAMABLE = {"client": frozenset({b"d"}), "server": frozenset({b"d", b"D"})}
+_HEADER = struct.Struct("!ci")
+_LEN = struct.Struct("!i")
+
+
+class MessageReader:
+    __slots__ = (
+        "_buf",
+        "_pos",
+        "_stream_code",
+        "_stream_left",
+        "_stream_total",
+        "encoding",
+        "max_message",
+        "side",
+        "startup",
+    )
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        startup: bool = False,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        encoding: str = "utf-8",
+    ) -> None:
+        self.side: Side = side
+        self.startup = startup  # next packet is untyped (StartupMessage, SSLRequest, ...)
+        self.max_message = max_message
+        self.encoding = encoding
+        self._buf = bytearray()
+        self._pos = 0
+        self._stream_code = b""
+        self._stream_left = 0
+        self._stream_total = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    @property
+    def streaming(self) -> bool:
+        """True while in the middle of a message being streamed as parts."""
+        return self._stream_left > 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        elif self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next(self) -> Message | MessagePart | None:
+        if self._stream_left:
+            return self._next_part(first=False)
+        avail = len(self._buf) - self._pos
+        if self.startup:
+            return self._next_startup(avail)
+        if avail < 5:
+            return None
+        code, length = _HEADER.unpack_from(self._buf, self._pos)
+        if length < 4:
+            raise ProtocolError(f"invalid message length {length}", side=self.side)
+        total = length + 1
+        if total > self.max_message:
+            if code in _STREAMABLE[self.side]:
+                self._stream_code = code
+                self._stream_total = total
+                self._stream_left = total
+                return self._next_part(first=True)
+            raise ProtocolError(
+                f"message of type {code!r} is {total} bytes, over the {self.max_message}-byte limit",
+                side=self.side,
+            )
+        if avail < total:
+            return None
+        raw = bytes(self._buf[self._pos : self._pos + total])
+        self._pos += total
+        return decode(self.side, raw, self.encoding)
+
+    def _next_startup(self, avail: int) -> Message | None:
+        if avail < 4:
+            return None
+        (length,) = _LEN.unpack_from(self._buf, self._pos)
+        if length < 8 or length > MAX_STARTUP_PACKET:
+            raise ProtocolError(f"invalid startup packet length {length}", side=self.side)
+        if avail < length:
+            return None
+        raw = bytes(self._buf[self._pos : self._pos + length])
+        self._pos += length
+        return decode_startup(raw, self.encoding)
+
+    def _next_part(self, *, first: bool) -> MessagePart | None:
+        avail = len(self._buf) - self._pos
+        if avail == 0:
+            return None
+        n = min(avail, self._stream_left)
+        data = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
+        self._stream_left -= n
+        return MessagePart(self._stream_code, self._stream_total, data, first, self._stream_left == 0)
+
+    def take_rest(self) -> bytes:
+        """Remove and return unparsed bytes (used to detect bytes smuggled before TLS)."""
+        rest = bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = 0
+        return rest

@@ -1,0 +1,106 @@
+"""Where the guardrails plug into the data path.
+
+The relay calls these at fixed points; every other capability (classification and policy,
+approvals, masking, recording) is an implementation of ``SessionHooks``. The relay treats any
+exception raised by a hook as a refusal (fail closed): a statement whose check raised is never
+forwarded, a server message whose filter raised never reaches the client, and a session that
+can no longer be recorded is ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pgwarden.auth.identity import Identity
+    from pgwarden.protocol.messages import Bind, Message, RowDescription
+
+Action = Literal["allow", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of checking one statement before it is forwarded."""
+
+    action: Action
+    message: str = ""  # for deny: shown to the client after "pgwarden: "
+    sqlstate: str = "42501"
+    rule: str | None = None
+    rewrite: str | None = None  # for allow: SQL to forward instead (e.g. answered by the gateway)
+
+    @staticmethod
+    def allow(rewrite: str | None = None, rule: str | None = None) -> Verdict:
+        return Verdict("allow", rewrite=rewrite, rule=rule)
+
+    @staticmethod
+    def deny(message: str, *, rule: str | None = None, sqlstate: str = "42501") -> Verdict:
+        return Verdict("deny", message=message, rule=rule, sqlstate=sqlstate)
+
+
+ALLOW = Verdict("allow")
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What the hooks may know about a session. Never holds the token or upstream password."""
+
+    id: str
+    identity: Identity
+    target: str
+    client_addr: str
+    application_name: str
+    started_at: float
+    tls: bool
+    context: dict[str, str] = field(default_factory=dict)
+    tx_status: bytes = b"I"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement about to run: simple Query text, or an extended-protocol Execute."""
+
+    sql: str
+    protocol: Literal["simple", "extended"]
+    statement_name: str | None = None
+    portal: str | None = None
+    bind: Bind | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SessionHooks:
+    """Default hooks: allow everything, change nothing, record nothing."""
+
+    async def session_started(self, info: SessionInfo) -> None:
+        """Called once the client is authenticated and the upstream is ready."""
+
+    async def check_query(self, info: SessionInfo, sql: str) -> Verdict:
+        """A simple-protocol Query (may hold several statements). Called before forwarding."""
+        return ALLOW
+
+    async def check_parse(self, info: SessionInfo, name: str, sql: str) -> Verdict:
+        """An extended-protocol Parse: classify once, refuse unparseable or denied SQL."""
+        return ALLOW
+
+    async def check_execute(self, info: SessionInfo, stmt: Statement) -> Verdict:
+        """An extended-protocol Execute, with the bind parameters known (approval point)."""
+        return ALLOW
+
+    def filter_server_message(
+        self, info: SessionInfo, msg: Message, columns: RowDescription | None
+    ) -> Message:
+        """Masking point: return the message to send to the client (the same object when
+        unchanged, so its raw bytes are forwarded as they are)."""
+        return msg
+
+    async def record_server_messages(self, info: SessionInfo, msgs: list[Message]) -> None:
+        """Recording point for what the client is about to receive (already filtered)."""
+
+    async def session_ended(self, info: SessionInfo, reason: str) -> None:
+        """Called once when the session ends, whatever the reason."""
+
+    def cancel_requested(self, info: SessionInfo) -> bool:
+        """A CancelRequest for this session arrived. Return True if a hook consumed it (for
+        example by withdrawing a held statement) so it is not forwarded upstream."""
+        return False

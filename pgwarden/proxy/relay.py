@@ -1,0 +1,480 @@
+"""The relay: one authenticated client, one upstream connection, and what flows between them.
+
+It understands what it relays. Every client message that the server answers is queued as a
+``Pending`` entry, and every server message is matched against the front of that queue, so
+the relay always knows which statement a row, an error or a ReadyForQuery belongs to. That
+is what lets the hooks judge statements, mask rows with the right column descriptions, and
+record results per statement.
+
+A refused statement is never sent. In its place the relay sends something that fails on the
+server without side effects (a Query that is a syntax error; an Execute of a portal that does
+not exist), then replaces the server's error with the refusal. The server's own error
+handling then does exactly what it would have done had the statement failed: the rest of the
+pipeline up to Sync is skipped, the implicit transaction does not commit, an explicit one is
+marked failed, and one ReadyForQuery follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pgwarden.protocol.encodings import python_codec
+from pgwarden.protocol.errors import ProtocolError
+from pgwarden.protocol.messages import (
+    Bind,
+    BindComplete,
+    Close,
+    CloseComplete,
+    CommandComplete,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    CopyResponse,
+    DataRow,
+    Describe,
+    EmptyQueryResponse,
+    ErrorResponse,
+    Execute,
+    Flush,
+    FunctionCall,
+    Message,
+    MessagePart,
+    NoData,
+    ParameterStatus,
+    Parse,
+    ParseComplete,
+    PortalSuspended,
+    Query,
+    ReadyForQuery,
+    RowDescription,
+    Sync,
+    Terminate,
+)
+from pgwarden.protocol.reader import MessageReader
+from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
+
+if TYPE_CHECKING:
+    from pgwarden.proxy.upstream import Upstream
+
+log = logging.getLogger("pgwarden.relay")
+
+# Pending kinds
+PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, SYNC, QUERY, INJECTED_EXT, INJECTED_SIMPLE = range(9)
+_EXTENDED = frozenset({PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, INJECTED_EXT})
+
+_SHOW_SESSION_ID = re.compile(
+    r"""^\s*show\s+(?:pgwarden\.session_id|"pgwarden\.session_id"|"pgwarden"\."session_id")\s*;?\s*$""",
+    re.IGNORECASE,
+)
+
+
+@dataclass(slots=True)
+class Pending:
+    kind: int
+    name: str = ""  # statement or portal name
+    describe_kind: bytes = b""
+    statement: str = ""  # for BIND: the statement bound
+    result_formats: tuple[int, ...] = ()
+    verdict: Verdict | None = None
+
+
+class SessionEnded(Exception):
+    """Raised inside the relay to end the session with a reason."""
+
+
+class Relay:
+    def __init__(
+        self,
+        info: SessionInfo,
+        hooks: SessionHooks,
+        client_reader: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+        client_parser: MessageReader,
+        upstream: Upstream,
+    ) -> None:
+        self.info = info
+        self.hooks = hooks
+        self.creader = client_reader
+        self.cwriter = client_writer
+        self.cparser = client_parser
+        self.up = upstream
+        self.sparser = upstream.parser
+        self.pending: deque[Pending] = deque()
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.end_reason = "client disconnected"
+        self._refusal_token = "pgwarden_refused_" + secrets.token_hex(8)
+        # Client-ordered view: what each name means at the time the client uses it.
+        self.statements: dict[str, str] = {}
+        self.portals: dict[str, tuple[str, Bind]] = {}
+        # Server-ordered view: descriptions as the server reports them.
+        self.stmt_desc: dict[str, RowDescription | None] = {}
+        self.portal_stmt: dict[str, tuple[str, tuple[int, ...]]] = {}
+        self.portal_desc: dict[str, RowDescription | None] = {}
+        self.columns: RowDescription | None = None
+        self.copy_in = False  # the server is in COPY FROM STDIN: it ignores Sync and Flush
+        self.statement_count = 0
+
+    # -----------------------------------------------------------------------------------------
+    async def run(self) -> str:
+        c2s = asyncio.create_task(self._client_loop(), name=f"c2s-{self.info.id}")
+        s2c = asyncio.create_task(self._server_loop(), name=f"s2c-{self.info.id}")
+        done, pending = await asyncio.wait({c2s, s2c}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, SessionEnded | ConnectionError):
+                log.exception("session %s failed", self.info.id, exc_info=exc)
+                self.end_reason = f"internal error: {type(exc).__name__}"
+        self.close()
+        return self.end_reason
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self.up.writer.is_closing():
+                self.up.writer.write(Terminate.build().raw)
+            self.up.writer.close()
+        with contextlib.suppress(Exception):
+            self.cwriter.close()
+
+    async def _fatal(self, sqlstate: str, message: str, reason: str) -> None:
+        """End the session with a FATAL error the client can read."""
+        self.end_reason = reason
+        with contextlib.suppress(Exception):
+            self.cwriter.write(ErrorResponse.build(sqlstate, message, severity="FATAL").raw)
+            await asyncio.wait_for(self.cwriter.drain(), 5)
+        raise SessionEnded(reason)
+
+    def _enqueue(self, p: Pending) -> None:
+        self.pending.append(p)
+        self.drained.clear()
+
+    # -----------------------------------------------------------------------------------------
+    # client -> server
+
+    async def _client_loop(self) -> None:
+        reader = self.creader
+        parser = self.cparser
+        writer = self.up.writer
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    self.end_reason = "client disconnected"
+                    return
+                parser.feed(data)
+                out: list[bytes] = []
+                while True:
+                    try:
+                        msg = parser.next()
+                    except ProtocolError as exc:
+                        if out:
+                            writer.write(b"".join(out))
+                        await self._fatal("08P01", f"pgwarden: {exc.message}", f"client protocol error: {exc.message}")
+                    if msg is None:
+                        break
+                    if not await self._on_client(msg, out):
+                        if out:
+                            writer.write(b"".join(out))
+                        self.end_reason = "client terminated"
+                        return
+                if out:
+                    writer.write(b"".join(out))
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            self.end_reason = "client connection lost"
+
+    async def _check_token(self, out: list[bytes]) -> None:
+        if time.time() < self.info.identity.expires_at:
+            return
+        # The statement already sent finishes and its reply reaches the client; then FATAL.
+        if out:
+            self.up.writer.write(b"".join(out))
+            out.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drained.wait(), 300)
+        await self._fatal("28000", "pgwarden: token expired; reconnect with a fresh token", "token expired")
+
+    async def _verdict(self, coro: object) -> Verdict:
+        try:
+            verdict = await coro  # type: ignore[misc]
+        except Exception:
+            log.exception("statement check failed in session %s; refusing", self.info.id)
+            return Verdict.deny("internal error while checking the statement; refused", rule="fail-closed")
+        if not isinstance(verdict, Verdict):
+            return Verdict.deny("internal error while checking the statement; refused", rule="fail-closed")
+        return verdict
+
+    def _refuse_ext(self, verdict: Verdict, out: list[bytes]) -> None:
+        out.append(Execute.build(self._refusal_token, 1).raw)
+        self._enqueue(Pending(INJECTED_EXT, verdict=verdict))
+
+    def _session_id_sql(self) -> str:
+        return f"SELECT '{self.info.id}'::text AS \"pgwarden.session_id\""
+
+    async def _on_client(self, msg: Message | MessagePart, out: list[bytes]) -> bool:
+        """Handle one client message, appending what to send upstream. False: stop."""
+        if isinstance(msg, CopyData | MessagePart):
+            out.append(msg.raw)
+        elif isinstance(msg, Query):
+            await self._check_token(out)
+            self.statement_count += 1
+            if _SHOW_SESSION_ID.match(msg.sql):
+                out.append(Query.build(self._session_id_sql()).raw)
+                self._enqueue(Pending(QUERY))
+                return True
+            verdict = await self._verdict(self.hooks.check_query(self.info, msg.sql))
+            if verdict.action != "allow":
+                out.append(Query.build(self._refusal_token).raw)
+                self._enqueue(Pending(INJECTED_SIMPLE, verdict=verdict))
+            else:
+                out.append(msg.raw if verdict.rewrite is None else Query.build(verdict.rewrite, self.cparser.encoding).raw)
+                self._enqueue(Pending(QUERY))
+        elif isinstance(msg, Parse):
+            await self._check_token(out)
+            if _SHOW_SESSION_ID.match(msg.sql):
+                out.append(Parse.build(msg.name, self._session_id_sql(), msg.param_types).raw)
+                self.statements[msg.name] = msg.sql
+                self._enqueue(Pending(PARSE, name=msg.name))
+                return True
+            verdict = await self._verdict(self.hooks.check_parse(self.info, msg.name, msg.sql))
+            if verdict.action != "allow":
+                self.statements.pop(msg.name, None)
+                self._refuse_ext(verdict, out)
+            else:
+                self.statements[msg.name] = msg.sql
+                raw = msg.raw if verdict.rewrite is None else Parse.build(
+                    msg.name, verdict.rewrite, msg.param_types, self.cparser.encoding
+                ).raw
+                out.append(raw)
+                self._enqueue(Pending(PARSE, name=msg.name))
+        elif isinstance(msg, Bind):
+            await self._check_token(out)
+            self.portals[msg.portal] = (msg.statement, msg)
+            out.append(msg.raw)
+            self._enqueue(Pending(BIND, name=msg.portal, statement=msg.statement, result_formats=msg.result_formats))
+        elif isinstance(msg, Execute):
+            await self._check_token(out)
+            self.statement_count += 1
+            stmt_name, bind = self.portals.get(msg.portal, ("", None))
+            sql = self.statements.get(stmt_name, "")
+            verdict = await self._verdict(
+                self.hooks.check_execute(
+                    self.info,
+                    Statement(sql=sql, protocol="extended", statement_name=stmt_name, portal=msg.portal, bind=bind),
+                )
+            )
+            if verdict.action != "allow":
+                self._refuse_ext(verdict, out)
+            else:
+                out.append(msg.raw)
+                self._enqueue(Pending(EXECUTE, name=msg.portal))
+        elif isinstance(msg, Describe):
+            out.append(msg.raw)
+            self._enqueue(Pending(DESCRIBE, name=msg.name, describe_kind=msg.kind))
+        elif isinstance(msg, Close):
+            if msg.kind == b"S":
+                self.statements.pop(msg.name, None)
+            else:
+                self.portals.pop(msg.name, None)
+            out.append(msg.raw)
+            self._enqueue(Pending(CLOSE, name=msg.name, describe_kind=msg.kind))
+        elif isinstance(msg, Sync):
+            out.append(msg.raw)
+            if not self.copy_in:
+                self._enqueue(Pending(SYNC))
+        elif isinstance(msg, Flush):
+            out.append(msg.raw)
+        elif isinstance(msg, CopyDone | CopyFail):
+            out.append(msg.raw)
+            self.copy_in = False
+        elif isinstance(msg, FunctionCall):
+            # The fast-path function call runs a function by OID with no SQL to classify.
+            verdict = Verdict.deny(
+                "the FunctionCall protocol message is not allowed (it bypasses SQL); use SELECT fn(...)",
+                rule="function-call-protocol",
+            )
+            out.append(Query.build(self._refusal_token).raw)
+            self._enqueue(Pending(INJECTED_SIMPLE, verdict=verdict))
+        elif isinstance(msg, Terminate):
+            out.append(msg.raw)
+            return False
+        else:
+            await self._fatal("08P01", f"pgwarden: unexpected {type(msg).__name__} message", "client protocol error")
+        return True
+
+    # -----------------------------------------------------------------------------------------
+    # server -> client
+
+    async def _server_loop(self) -> None:
+        reader = self.up.reader
+        parser = self.sparser
+        writer = self.cwriter
+        hooks = self.hooks
+        info = self.info
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    self.end_reason = "target closed the connection"
+                    return
+                parser.feed(data)
+                out: list[Message] = []
+                while True:
+                    try:
+                        msg = parser.next()
+                    except ProtocolError as exc:
+                        await self._fatal("08P01", "pgwarden: the target broke the protocol", f"server protocol error: {exc.message}")
+                    if msg is None:
+                        break
+                    if isinstance(msg, MessagePart):
+                        # Too large to buffer: masking cannot see the whole value, so such
+                        # a value is withheld rather than passed through (fail closed).
+                        await self._fatal(
+                            "54000",
+                            "pgwarden: a value too large to inspect was withheld; the session ends",
+                            "oversized server message",
+                        )
+                        continue
+                    fwd = self._on_server(msg)
+                    if fwd is not None:
+                        out.append(fwd)
+                if out:
+                    await hooks.record_server_messages(info, out)
+                    writer.write(b"".join([m.raw for m in out]))
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            self.end_reason = "client connection lost"
+
+    def _filter(self, msg: Message) -> Message:
+        try:
+            return self.hooks.filter_server_message(self.info, msg, self.columns)
+        except Exception:
+            log.exception("result filter failed in session %s", self.info.id)
+            raise SessionEnded("result filter failed") from None
+
+    def _pop(self) -> Pending | None:
+        p = self.pending.popleft() if self.pending else None
+        if not self.pending:
+            self.drained.set()
+        return p
+
+    def _result_columns(self, portal: str) -> RowDescription | None:
+        desc = self.portal_desc.get(portal)
+        if desc is not None:
+            return desc
+        stmt, formats = self.portal_stmt.get(portal, ("", ()))
+        sdesc = self.stmt_desc.get(stmt)
+        if sdesc is None:
+            return None
+        cols = sdesc.columns
+        if formats:
+            fmts = formats * len(cols) if len(formats) == 1 else formats
+            cols = tuple(c.__class__(c.name, c.table_oid, c.attnum, c.type_oid, c.type_size, c.type_modifier, f)
+                         for c, f in zip(cols, fmts, strict=False))
+        return RowDescription.build(cols)
+
+    def _on_server(self, msg: Message) -> Message | None:
+        pending = self.pending
+        front = pending[0] if pending else None
+        if isinstance(msg, DataRow):
+            if self.columns is None and front is not None and front.kind == EXECUTE:
+                self.columns = self._result_columns(front.name)
+            return self._filter(msg)
+        if isinstance(msg, CommandComplete | EmptyQueryResponse | PortalSuspended):
+            if front is not None and front.kind == EXECUTE:
+                self._pop()
+            self.columns = None
+            return self._filter(msg) if isinstance(msg, CommandComplete) else msg
+        if isinstance(msg, RowDescription):
+            if front is not None and front.kind == DESCRIBE:
+                self._pop()
+                if front.describe_kind == b"S":
+                    self.stmt_desc[front.name] = msg
+                else:
+                    self.portal_desc[front.name] = msg
+            else:
+                self.columns = msg
+            return msg
+        if isinstance(msg, ErrorResponse):
+            if front is not None and front.kind in (INJECTED_EXT, INJECTED_SIMPLE) and front.verdict is not None:
+                v = front.verdict
+                rule = f" (rule {v.rule})" if v.rule else ""
+                msg = ErrorResponse.build(v.sqlstate, f"pgwarden: {v.message}{rule}")
+            else:
+                msg = self._filter(msg)
+            while pending and pending[0].kind in _EXTENDED:
+                self._pop()
+            if front is not None and front.kind == INJECTED_SIMPLE:
+                front.verdict = None  # a multi-part error reply must not be rewritten twice
+            self.columns = None
+            self.copy_in = False
+            return msg
+        if isinstance(msg, ReadyForQuery):
+            while pending and pending[0].kind in _EXTENDED:
+                self._pop()  # defensive: the server answered a Sync we did not expect
+            if pending:
+                self._pop()
+            self.info.tx_status = msg.status
+            self.columns = None
+            return msg
+        if isinstance(msg, ParseComplete):
+            if front is not None and front.kind == PARSE:
+                self._pop()
+                self.stmt_desc.pop(front.name, None)
+            return msg
+        if isinstance(msg, BindComplete):
+            if front is not None and front.kind == BIND:
+                self._pop()
+                self.portal_stmt[front.name] = (front.statement, front.result_formats)
+                self.portal_desc.pop(front.name, None)
+                self.columns = None
+            return msg
+        if isinstance(msg, CloseComplete):
+            if front is not None and front.kind == CLOSE:
+                self._pop()
+            return msg
+        if isinstance(msg, NoData):
+            if front is not None and front.kind == DESCRIBE:
+                self._pop()
+                if front.describe_kind == b"S":
+                    self.stmt_desc[front.name] = None
+                else:
+                    self.portal_desc[front.name] = None
+            return msg
+        if isinstance(msg, CopyResponse):
+            if msg.direction == b"G":
+                self.copy_in = True
+                if front is not None and front.kind == EXECUTE:
+                    # Syncs the client pipelined after this Execute are ignored by the server.
+                    rest = [p for p in list(pending)[1:] if p.kind != SYNC]
+                    pending.clear()
+                    pending.append(front)
+                    pending.extend(rest)
+            return msg
+        if isinstance(msg, ParameterStatus):
+            if msg.name == "client_encoding":
+                codec = python_codec(msg.value)
+                if codec is None:
+                    raise SessionEnded(f"unsupported client_encoding {msg.value}")
+                self.cparser.encoding = codec
+                self.sparser.encoding = codec
+            return msg
+        if front is not None and front.kind == EXECUTE and self.columns is None:
+            self.columns = self._result_columns(front.name)
+        if isinstance(msg, CopyData):
+            return self._filter(msg)
+        # NoticeResponse, NotificationResponse, ParameterDescription, CopyDone, ...
+        return self._filter(msg)
