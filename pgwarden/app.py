@@ -52,7 +52,7 @@ class Server:
             access_log=False,
         )
         self._api = uvicorn.Server(uv_config)
-        self._api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._api.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         self._api_task = asyncio.create_task(self._api.serve())
         while not self._api.started:
             if self._api_task.done():

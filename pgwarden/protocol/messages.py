@@ -11,7 +11,7 @@ because a lenient decoder is how a gateway and a server come to disagree about w
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -121,6 +121,9 @@ def _values(r: _Reader, n: int) -> tuple[bytes | None, ...]:
     return tuple(out)
 
 
+_Decoder = Callable[[bytes, _Reader], "Message"]
+
+
 def _encode_values(values: Sequence[bytes | None]) -> bytes:
     parts = [_I16.pack(len(values))]
     for v in values:
@@ -205,7 +208,9 @@ def decode_startup(raw: bytes, encoding: str = "utf-8") -> Message:
             raise r.fail("bad cancel key length")
         return CancelRequest(raw, pid, secret)
     if code >> 16 != 3:
-        raise ProtocolError(f"unsupported protocol version {code >> 16}.{code & 0xFFFF}", side="client")
+        raise ProtocolError(
+            f"unsupported protocol version {code >> 16}.{code & 0xFFFF}", side="client"
+        )
     params: dict[str, str] = {}
     while True:
         key = r.cstr()
@@ -240,7 +245,9 @@ class Parse(Message):
     param_types: tuple[int, ...] = ()
 
     @classmethod
-    def build(cls, name: str, sql: str, param_types: Sequence[int] = (), encoding: str = "utf-8") -> Parse:
+    def build(
+        cls, name: str, sql: str, param_types: Sequence[int] = (), encoding: str = "utf-8"
+    ) -> Parse:
         body = cstr(name, encoding) + cstr(sql, encoding) + _I16.pack(len(param_types))
         body += b"".join(_I32.pack(t) for t in param_types)
         return cls(frame(b"P", body), name, sql, tuple(param_types))
@@ -269,7 +276,14 @@ class Bind(Message):
         body += _I16.pack(len(param_formats)) + b"".join(_I16.pack(f) for f in param_formats)
         body += _encode_values(params)
         body += _I16.pack(len(result_formats)) + b"".join(_I16.pack(f) for f in result_formats)
-        return cls(frame(b"B", body), portal, statement, tuple(param_formats), tuple(params), tuple(result_formats))
+        return cls(
+            frame(b"B", body),
+            portal,
+            statement,
+            tuple(param_formats),
+            tuple(params),
+            tuple(result_formats),
+        )
 
     def param_format(self, i: int) -> int:
         """Format code of parameter i (0 text, 1 binary), per the protocol's 0/1/N rule."""
@@ -569,7 +583,9 @@ class NoticeResponse(_FieldsMessage):
     code: ClassVar[bytes] = b"N"
 
     @classmethod
-    def build(cls, message: str, severity: str = "NOTICE", sqlstate: str = "00000", **extra: str) -> NoticeResponse:
+    def build(
+        cls, message: str, severity: str = "NOTICE", sqlstate: str = "00000", **extra: str
+    ) -> NoticeResponse:
         fields = {"S": severity, "V": severity, "C": sqlstate, "M": message}
         for key, value in extra.items():
             fields[_FIELD_NAMES[key]] = value
@@ -596,7 +612,11 @@ class NegotiateProtocolVersion(Message):
 
     @classmethod
     def build(cls, newest_minor: int, unrecognized: Sequence[str]) -> NegotiateProtocolVersion:
-        body = _I32.pack(newest_minor) + _I32.pack(len(unrecognized)) + b"".join(cstr(o) for o in unrecognized)
+        body = (
+            _I32.pack(newest_minor)
+            + _I32.pack(len(unrecognized))
+            + b"".join(cstr(o) for o in unrecognized)
+        )
         return cls(frame(b"v", body), newest_minor, tuple(unrecognized))
 
 
@@ -618,7 +638,9 @@ class NotificationResponse(Message):
 
     @classmethod
     def build(cls, pid: int, channel: str, payload: str) -> NotificationResponse:
-        return cls(frame(b"A", _I32.pack(pid) + cstr(channel) + cstr(payload)), pid, channel, payload)
+        return cls(
+            frame(b"A", _I32.pack(pid) + cstr(channel) + cstr(payload)), pid, channel, payload
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -902,11 +924,7 @@ def _dec_row_description(raw: bytes, r: _Reader) -> Message:
     return RowDescription(raw, tuple(cols))
 
 
-class _Decoder:  # typing helper only
-    def __call__(self, raw: bytes, r: _Reader) -> Message: ...  # pragma: no cover
-
-
-FRONTEND_DECODERS: dict[bytes, _Decoder] = {  # type: ignore[dict-item]
+FRONTEND_DECODERS: dict[bytes, _Decoder] = {
     b"Q": _dec_query,
     b"P": _dec_parse,
     b"B": _dec_bind,
@@ -923,7 +941,7 @@ FRONTEND_DECODERS: dict[bytes, _Decoder] = {  # type: ignore[dict-item]
     b"p": _dec_opaque(AuthResponse),
 }
 
-BACKEND_DECODERS: dict[bytes, _Decoder] = {  # type: ignore[dict-item]
+BACKEND_DECODERS: dict[bytes, _Decoder] = {
     b"R": _dec_auth,
     b"K": _dec_key,
     b"1": _dec_empty(ParseComplete),

@@ -88,7 +88,8 @@ class MessageReader:
                 self._stream_left = total
                 return self._next_part(first=True)
             raise ProtocolError(
-                f"message of type {code!r} is {total} bytes, over the {self.max_message}-byte limit",
+                f"message of type {code!r} is {total} bytes, "
+                f"over the {self.max_message}-byte limit",
                 side=self.side,
             )
         if avail < total:
@@ -117,7 +118,9 @@ class MessageReader:
         data = bytes(self._buf[self._pos : self._pos + n])
         self._pos += n
         self._stream_left -= n
-        return MessagePart(self._stream_code, self._stream_total, data, first, self._stream_left == 0)
+        return MessagePart(
+            self._stream_code, self._stream_total, data, first, self._stream_left == 0
+        )
 
     def take_rest(self) -> bytes:
         """Remove and return unparsed bytes (used to detect bytes smuggled before TLS)."""

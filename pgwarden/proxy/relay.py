@@ -110,7 +110,7 @@ class Relay:
         self.pending: deque[Pending] = deque()
         self.drained = asyncio.Event()
         self.drained.set()
-        self.end_reason = "client disconnected"
+        self.end_reason: str | None = None  # the first reason found wins
         self._refusal_token = "pgwarden_refused_" + secrets.token_hex(8)
         # Client-ordered view: what each name means at the time the client uses it.
         self.statements: dict[str, str] = {}
@@ -125,6 +125,7 @@ class Relay:
 
     # -----------------------------------------------------------------------------------------
     async def run(self) -> str:
+        """Relay until either side ends; return why the session ended."""
         c2s = asyncio.create_task(self._client_loop(), name=f"c2s-{self.info.id}")
         s2c = asyncio.create_task(self._server_loop(), name=f"s2c-{self.info.id}")
         done, pending = await asyncio.wait({c2s, s2c}, return_when=asyncio.FIRST_COMPLETED)
@@ -137,9 +138,9 @@ class Relay:
             exc = task.exception()
             if exc is not None and not isinstance(exc, SessionEnded | ConnectionError):
                 log.exception("session %s failed", self.info.id, exc_info=exc)
-                self.end_reason = f"internal error: {type(exc).__name__}"
+                self._ended(f"internal error: {type(exc).__name__}")
         self.close()
-        return self.end_reason
+        return self.end_reason or "ended"
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -151,7 +152,7 @@ class Relay:
 
     async def _fatal(self, sqlstate: str, message: str, reason: str) -> None:
         """End the session with a FATAL error the client can read."""
-        self.end_reason = reason
+        self._ended(reason)
         with contextlib.suppress(Exception):
             self.cwriter.write(ErrorResponse.build(sqlstate, message, severity="FATAL").raw)
             await asyncio.wait_for(self.cwriter.drain(), 5)
@@ -172,7 +173,7 @@ class Relay:
             while True:
                 data = await reader.read(65536)
                 if not data:
-                    self.end_reason = "client disconnected"
+                    self._ended("client disconnected")
                     return
                 parser.feed(data)
                 out: list[bytes] = []
@@ -182,19 +183,27 @@ class Relay:
                     except ProtocolError as exc:
                         if out:
                             writer.write(b"".join(out))
-                        await self._fatal("08P01", f"pgwarden: {exc.message}", f"client protocol error: {exc.message}")
+                        await self._fatal(
+                            "08P01",
+                            f"pgwarden: {exc.message}",
+                            f"client protocol error: {exc.message}",
+                        )
                     if msg is None:
                         break
                     if not await self._on_client(msg, out):
                         if out:
                             writer.write(b"".join(out))
-                        self.end_reason = "client terminated"
+                        self._ended("client terminated")
                         return
                 if out:
                     writer.write(b"".join(out))
                     await writer.drain()
         except (ConnectionError, OSError):
-            self.end_reason = "client connection lost"
+            self._ended("client connection lost")
+
+    def _ended(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
 
     async def _check_token(self, out: list[bytes]) -> None:
         if time.time() < self.info.identity.expires_at:
@@ -205,16 +214,22 @@ class Relay:
             out.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained.wait(), 300)
-        await self._fatal("28000", "pgwarden: token expired; reconnect with a fresh token", "token expired")
+        await self._fatal(
+            "28000", "pgwarden: token expired; reconnect with a fresh token", "token expired"
+        )
 
     async def _verdict(self, coro: object) -> Verdict:
         try:
             verdict = await coro  # type: ignore[misc]
         except Exception:
             log.exception("statement check failed in session %s; refusing", self.info.id)
-            return Verdict.deny("internal error while checking the statement; refused", rule="fail-closed")
+            return Verdict.deny(
+                "internal error while checking the statement; refused", rule="fail-closed"
+            )
         if not isinstance(verdict, Verdict):
-            return Verdict.deny("internal error while checking the statement; refused", rule="fail-closed")
+            return Verdict.deny(
+                "internal error while checking the statement; refused", rule="fail-closed"
+            )
         return verdict
 
     def _refuse_ext(self, verdict: Verdict, out: list[bytes]) -> None:
@@ -240,7 +255,11 @@ class Relay:
                 out.append(Query.build(self._refusal_token).raw)
                 self._enqueue(Pending(INJECTED_SIMPLE, verdict=verdict))
             else:
-                out.append(msg.raw if verdict.rewrite is None else Query.build(verdict.rewrite, self.cparser.encoding).raw)
+                out.append(
+                    msg.raw
+                    if verdict.rewrite is None
+                    else Query.build(verdict.rewrite, self.cparser.encoding).raw
+                )
                 self._enqueue(Pending(QUERY))
         elif isinstance(msg, Parse):
             await self._check_token(out)
@@ -255,16 +274,27 @@ class Relay:
                 self._refuse_ext(verdict, out)
             else:
                 self.statements[msg.name] = msg.sql
-                raw = msg.raw if verdict.rewrite is None else Parse.build(
-                    msg.name, verdict.rewrite, msg.param_types, self.cparser.encoding
-                ).raw
+                raw = (
+                    msg.raw
+                    if verdict.rewrite is None
+                    else Parse.build(
+                        msg.name, verdict.rewrite, msg.param_types, self.cparser.encoding
+                    ).raw
+                )
                 out.append(raw)
                 self._enqueue(Pending(PARSE, name=msg.name))
         elif isinstance(msg, Bind):
             await self._check_token(out)
             self.portals[msg.portal] = (msg.statement, msg)
             out.append(msg.raw)
-            self._enqueue(Pending(BIND, name=msg.portal, statement=msg.statement, result_formats=msg.result_formats))
+            self._enqueue(
+                Pending(
+                    BIND,
+                    name=msg.portal,
+                    statement=msg.statement,
+                    result_formats=msg.result_formats,
+                )
+            )
         elif isinstance(msg, Execute):
             await self._check_token(out)
             self.statement_count += 1
@@ -273,7 +303,13 @@ class Relay:
             verdict = await self._verdict(
                 self.hooks.check_execute(
                     self.info,
-                    Statement(sql=sql, protocol="extended", statement_name=stmt_name, portal=msg.portal, bind=bind),
+                    Statement(
+                        sql=sql,
+                        protocol="extended",
+                        statement_name=stmt_name,
+                        portal=msg.portal,
+                        bind=bind,
+                    ),
                 )
             )
             if verdict.action != "allow":
@@ -303,7 +339,8 @@ class Relay:
         elif isinstance(msg, FunctionCall):
             # The fast-path function call runs a function by OID with no SQL to classify.
             verdict = Verdict.deny(
-                "the FunctionCall protocol message is not allowed (it bypasses SQL); use SELECT fn(...)",
+                "the FunctionCall protocol message is not allowed (it bypasses SQL); "
+                "use SELECT fn(...)",
                 rule="function-call-protocol",
             )
             out.append(Query.build(self._refusal_token).raw)
@@ -312,7 +349,11 @@ class Relay:
             out.append(msg.raw)
             return False
         else:
-            await self._fatal("08P01", f"pgwarden: unexpected {type(msg).__name__} message", "client protocol error")
+            await self._fatal(
+                "08P01",
+                f"pgwarden: unexpected {type(msg).__name__} message",
+                "client protocol error",
+            )
         return True
 
     # -----------------------------------------------------------------------------------------
@@ -328,7 +369,7 @@ class Relay:
             while True:
                 data = await reader.read(65536)
                 if not data:
-                    self.end_reason = "target closed the connection"
+                    self._ended("target closed the connection")
                     return
                 parser.feed(data)
                 out: list[Message] = []
@@ -336,7 +377,11 @@ class Relay:
                     try:
                         msg = parser.next()
                     except ProtocolError as exc:
-                        await self._fatal("08P01", "pgwarden: the target broke the protocol", f"server protocol error: {exc.message}")
+                        await self._fatal(
+                            "08P01",
+                            "pgwarden: the target broke the protocol",
+                            f"server protocol error: {exc.message}",
+                        )
                     if msg is None:
                         break
                     if isinstance(msg, MessagePart):
@@ -356,13 +401,14 @@ class Relay:
                     writer.write(b"".join([m.raw for m in out]))
                     await writer.drain()
         except (ConnectionError, OSError):
-            self.end_reason = "client connection lost"
+            self._ended("connection lost")
 
     def _filter(self, msg: Message) -> Message:
         try:
             return self.hooks.filter_server_message(self.info, msg, self.columns)
         except Exception:
             log.exception("result filter failed in session %s", self.info.id)
+            self._ended("result filter failed")
             raise SessionEnded("result filter failed") from None
 
     def _pop(self) -> Pending | None:
@@ -382,8 +428,12 @@ class Relay:
         cols = sdesc.columns
         if formats:
             fmts = formats * len(cols) if len(formats) == 1 else formats
-            cols = tuple(c.__class__(c.name, c.table_oid, c.attnum, c.type_oid, c.type_size, c.type_modifier, f)
-                         for c, f in zip(cols, fmts, strict=False))
+            cols = tuple(
+                c.__class__(
+                    c.name, c.table_oid, c.attnum, c.type_oid, c.type_size, c.type_modifier, f
+                )
+                for c, f in zip(cols, fmts, strict=False)
+            )
         return RowDescription.build(cols)
 
     def _on_server(self, msg: Message) -> Message | None:
@@ -409,7 +459,11 @@ class Relay:
                 self.columns = msg
             return msg
         if isinstance(msg, ErrorResponse):
-            if front is not None and front.kind in (INJECTED_EXT, INJECTED_SIMPLE) and front.verdict is not None:
+            if (
+                front is not None
+                and front.kind in (INJECTED_EXT, INJECTED_SIMPLE)
+                and front.verdict is not None
+            ):
                 v = front.verdict
                 rule = f" (rule {v.rule})" if v.rule else ""
                 msg = ErrorResponse.build(v.sqlstate, f"pgwarden: {v.message}{rule}")
@@ -468,7 +522,8 @@ class Relay:
             if msg.name == "client_encoding":
                 codec = python_codec(msg.value)
                 if codec is None:
-                    raise SessionEnded(f"unsupported client_encoding {msg.value}")
+                    self._ended(f"unsupported client_encoding {msg.value}")
+                    raise SessionEnded(self.end_reason)
                 self.cparser.encoding = codec
                 self.sparser.encoding = codec
             return msg

@@ -134,8 +134,14 @@ def filter_params(params: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         if lname.startswith("_pq_."):
             continue
         if lname in ALLOWED_PARAMS:
-            if lname == "client_encoding" and value.lower() != "auto" and python_codec(value) is None:
-                raise StartupRefused("22023", f"pgwarden: client_encoding {value!r} is not supported")
+            if (
+                lname == "client_encoding"
+                and value.lower() != "auto"
+                and python_codec(value) is None
+            ):
+                raise StartupRefused(
+                    "22023", f"pgwarden: client_encoding {value!r} is not supported"
+                )
             forwarded[name] = value
         else:
             dropped.append(name)
@@ -144,7 +150,7 @@ def filter_params(params: dict[str, str]) -> tuple[dict[str, str], list[str]]:
 
 def _is_loopback(addr: str) -> bool:
     try:
-        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+        return ipaddress.ip_address(addr.split("%", maxsplit=1)[0]).is_loopback
     except ValueError:
         return addr.startswith("/") or addr == ""  # unix socket
 
@@ -197,7 +203,12 @@ class Gateway:
         self._tls = self._tls_context()
         listen = self.config.listen
         self._server = await asyncio.start_server(
-            self._on_connect, listen.host, listen.port, reuse_address=True, backlog=1024, limit=65536
+            self._on_connect,
+            listen.host,
+            listen.port,
+            reuse_address=True,
+            backlog=1024,
+            limit=65536,
         )
 
     async def close(self) -> None:
@@ -207,7 +218,7 @@ class Gateway:
         # normal path (session_ended runs, the upstream gets Terminate).
         for session in list(self.sessions.values()):
             if session.relay is not None:
-                session.relay.end_reason = "gateway stopped"
+                session.relay._ended("gateway stopped")
                 session.relay.close()
         for writer in list(self._conns.values()):
             writer.close()
@@ -335,13 +346,22 @@ class Gateway:
         is_tls: bool,
     ) -> tuple[ActiveSession, MessageReader]:
         params = dict(startup.params)
-        if "replication" in params and params["replication"].lower() not in ("false", "off", "no", "0"):
+        if "replication" in params and params["replication"].lower() not in (
+            "false",
+            "off",
+            "no",
+            "0",
+        ):
             raise StartupRefused("42501", "pgwarden: replication connections are not allowed")
         if not is_tls and not self._plaintext_allowed(client_addr):
-            raise StartupRefused("28000", "pgwarden: TLS is required for this connection (use sslmode=require)")
+            raise StartupRefused(
+                "28000", "pgwarden: TLS is required for this connection (use sslmode=require)"
+            )
         user = params.get("user", "")
         if not user:
-            raise StartupRefused("28000", "pgwarden: no user name given; the user must be the token's subject")
+            raise StartupRefused(
+                "28000", "pgwarden: no user name given; the user must be the token's subject"
+            )
         target_name = params.get("database") or user
         forwarded, dropped = filter_params(params)
 
@@ -349,15 +369,21 @@ class Gateway:
         await writer.drain()
         msg = await self._read(reader, parser)
         if not isinstance(msg, AuthResponse):
-            raise ProtocolError(f"expected a password message, got {type(msg).__name__}", side="client")
+            raise ProtocolError(
+                f"expected a password message, got {type(msg).__name__}", side="client"
+            )
         try:
             token = msg.password().decode("utf-8")
         except UnicodeDecodeError:
-            raise StartupRefused("28P01", "pgwarden: password is not a token (expected a JWT)") from None
+            raise StartupRefused(
+                "28P01", "pgwarden: password is not a token (expected a JWT)"
+            ) from None
         try:
             identity = await self.verifier.verify(token, user=user)
         except AuthError as exc:
-            log.info("authentication failed for user %r from %s: %s", user, client_addr, exc.message)
+            log.info(
+                "authentication failed for user %r from %s: %s", user, client_addr, exc.message
+            )
             raise StartupRefused(exc.sqlstate, f"pgwarden: {exc.message}") from None
         target = self.config.targets.get(target_name)
         if target is None:
@@ -379,7 +405,9 @@ class Gateway:
             up = await upstream_mod.connect(target, forwarded)
         except UpstreamError as exc:
             log.warning("session %s: target %s: %s", info.id, target_name, exc.message)
-            raise StartupRefused(exc.sqlstate, f"pgwarden: target {target_name}: {exc.message}") from None
+            raise StartupRefused(
+                exc.sqlstate, f"pgwarden: target {target_name}: {exc.message}"
+            ) from None
 
         pid = secrets.randbelow(2**31 - 1) + 1
         while pid in self._by_pid:
@@ -398,7 +426,8 @@ class Gateway:
         if dropped:
             out.append(
                 NoticeResponse.build(
-                    "pgwarden: startup parameters not passed to the target: " + ", ".join(sorted(dropped)),
+                    "pgwarden: startup parameters not passed to the target: "
+                    + ", ".join(sorted(dropped)),
                     severity="WARNING",
                     sqlstate="01000",
                 ).raw
@@ -416,7 +445,9 @@ class Gateway:
         except Exception:
             log.exception("session %s could not be started (recording?)", info.id)
             up.writer.close()
-            raise StartupRefused("58000", "pgwarden: the session could not be recorded; refused") from None
+            raise StartupRefused(
+                "58000", "pgwarden: the session could not be recorded; refused"
+            ) from None
         writer.write(b"".join(out))
         await writer.drain()
         return session, parser

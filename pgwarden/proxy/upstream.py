@@ -41,7 +41,9 @@ from pgwarden.proxy.tls import upstream_context
 
 
 class UpstreamError(Exception):
-    def __init__(self, message: str, sqlstate: str = "08006", fields: Mapping[str, str] | None = None):
+    def __init__(
+        self, message: str, sqlstate: str = "08006", fields: Mapping[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
@@ -126,7 +128,9 @@ async def _startup(up: Upstream, target: TargetConfig, params: Mapping[str, str]
                 if msg.kind == AUTH_OK:
                     continue
                 if password is None:
-                    raise UpstreamError("the target asks for a password but none is configured", "28000")
+                    raise UpstreamError(
+                        "the target asks for a password but none is configured", "28000"
+                    )
                 if msg.kind == AUTH_CLEARTEXT:
                     up.writer.write(AuthResponse.build(cstr(password)).raw)
                 elif msg.kind == AUTH_MD5:
@@ -135,7 +139,9 @@ async def _startup(up: Upstream, target: TargetConfig, params: Mapping[str, str]
                     up.writer.write(AuthResponse.build(cstr("md5" + outer)).raw)
                 elif msg.kind == AUTH_SASL:
                     if "SCRAM-SHA-256" not in msg.mechanisms:
-                        raise UpstreamError("the target offers no supported SASL mechanism", "28000")
+                        raise UpstreamError(
+                            "the target offers no supported SASL mechanism", "28000"
+                        )
                     scram = scramp.ScramClient(["SCRAM-SHA-256"], target.user, password)
                     first = scram.get_client_first().encode()
                     up.writer.write(AuthResponse.sasl_initial("SCRAM-SHA-256", first).raw)
@@ -146,7 +152,9 @@ async def _startup(up: Upstream, target: TargetConfig, params: Mapping[str, str]
                     # The server's signature proves it knows the password too: checks the target.
                     scram.set_server_final(msg.data.decode())
                 else:
-                    raise UpstreamError(f"unsupported authentication request {msg.kind} from the target", "28000")
+                    raise UpstreamError(
+                        f"unsupported authentication request {msg.kind} from the target", "28000"
+                    )
                 await up.writer.drain()
             elif isinstance(msg, ErrorResponse):
                 raise UpstreamError(msg.message, msg.sqlstate or "08006", msg.fields)
@@ -161,9 +169,13 @@ async def _startup(up: Upstream, target: TargetConfig, params: Mapping[str, str]
             elif isinstance(msg, ReadyForQuery):
                 return
             else:
-                raise UpstreamError(f"unexpected {type(msg).__name__} from the target during start-up")
+                raise UpstreamError(
+                    f"unexpected {type(msg).__name__} from the target during start-up"
+                )
     except scramp.ScramException:
-        raise UpstreamError("the target failed SCRAM authentication (wrong server signature)", "28000") from None
+        raise UpstreamError(
+            "the target failed SCRAM authentication (wrong server signature)", "28000"
+        ) from None
     except ProtocolError as exc:
         raise UpstreamError(f"the target broke the protocol: {exc.message}") from None
     except (OSError, asyncio.IncompleteReadError):
