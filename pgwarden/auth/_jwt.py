@@ -100,9 +100,13 @@ def _b64decode(segment: str) -> bytes | None:
     if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
         return None
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         return None
+    # Canonical encoding only (no stray bits in the last character), as PyJWT requires.
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != segment:
+        return None
+    return data
 
 
 def parse_token(token: object) -> ParsedToken:
@@ -112,9 +116,9 @@ def parse_token(token: object) -> ParsedToken:
     """
     if not isinstance(token, str):
         raise AuthError(NOT_A_TOKEN)
-    token = token.strip()
     if len(token) > MAX_TOKEN_BYTES:
         raise AuthError(f"token is too large ({len(token)} bytes; the limit is {MAX_TOKEN_BYTES})")
+    token = token.strip()
     if not token.isascii():
         raise AuthError(NOT_A_TOKEN)
     parts = token.split(".")
@@ -183,7 +187,7 @@ def verify_signature(token: ParsedToken, key: PublicKey, allowed: frozenset[str]
     except jwt.InvalidKeyError:
         raise AuthError("token signing key is not acceptable (too weak or wrong type)") from None
     except jwt.PyJWTError as exc:
-        raise AuthError(f"token is malformed: {type(exc).__name__}") from None
+        raise AuthError(f"token is malformed ({type(exc).__name__})") from None
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:

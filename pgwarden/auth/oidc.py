@@ -157,7 +157,7 @@ class OidcIssuer:
         max_key_age: float = 3600.0,
         max_stale_age: float = 24 * 3600.0,
         failure_backoff: float = 5.0,
-        timeout: float = 5.0,
+        timeout: float = 3.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
@@ -339,7 +339,7 @@ class OidcIssuer:
         _log.info("fetched %d signing keys of %s", len(keys), self.config.issuer)
 
     async def _download(self) -> list[JwksKey]:
-        timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 3.0))
+        timeout = httpx.Timeout(self._timeout)
         async with httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
@@ -384,8 +384,8 @@ class OidcIssuer:
             raise OidcKeyFetchError(f"{type(exc).__name__} fetching {url}: {exc}") from None
         try:
             return json.loads(bytes(body))
-        except ValueError:
-            raise OidcKeyFetchError(f"{url} did not return JSON") from None
+        except (ValueError, RecursionError):
+            raise OidcKeyFetchError(f"{url} did not return valid JSON") from None
 
     def status(self) -> Mapping[str, Any]:
         """For health checks: how many keys are cached, since when, and the last error."""

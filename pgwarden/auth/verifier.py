@@ -28,7 +28,7 @@ from .identity import (
     format_timestamp,
 )
 from .local_issuer import LocalIssuer
-from .oidc import OidcIssuer, OidcIssuerConfig, normalize_issuer
+from .oidc import OidcIssuer, OidcIssuerConfig, OidcKeyFetchError, normalize_issuer
 
 __all__ = ["TokenVerifier"]
 
@@ -164,6 +164,21 @@ class TokenVerifier:
                 f"{format_duration(self._max_ttl)}"
             )
         return exp, iat
+
+    async def prefetch_keys(self) -> dict[str, str | None]:
+        """Fetch every OIDC issuer's keys now (e.g. at start-up, to log problems early).
+
+        Returns issuer -> None when fine, or the error text. Never raises for fetch failures;
+        tokens from an issuer whose keys can't be fetched are refused at verify time anyway.
+        """
+        results: dict[str, str | None] = {}
+        for issuer in self._oidc.values():
+            try:
+                await issuer.refresh()
+                results[issuer.issuer] = None
+            except OidcKeyFetchError as exc:
+                results[issuer.issuer] = str(exc)
+        return results
 
     async def aclose(self) -> None:
         for issuer in self._oidc.values():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import logging
 import os
 import stat
 import threading
@@ -22,9 +24,13 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_key_created_private_and_reused(tmp_path: Path) -> None:
+def test_key_created_private_and_reused(tmp_path: Path, caplog) -> None:
     data_dir = tmp_path / "data"
-    first = LocalIssuer.load_or_create(data_dir)
+    with caplog.at_level(logging.INFO, logger="pgwarden.auth.local_issuer"):
+        first = LocalIssuer.load_or_create(data_dir)
+    # Created private from the start, not loosened and fixed afterwards.
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "created local issuer key" in caplog.records[0].getMessage()
     key_file = data_dir / "keys" / "local-issuer.pem"
     assert key_file.is_file()
     assert mode(key_file) == 0o600
@@ -49,13 +55,15 @@ def test_key_created_private_even_with_permissive_umask(tmp_path: Path) -> None:
     assert mode(tmp_path / "keys" / "local-issuer.pem") == 0o600
 
 
-def test_loose_permissions_are_tightened(tmp_path: Path) -> None:
+def test_loose_permissions_are_tightened(tmp_path: Path, caplog) -> None:
     issuer = LocalIssuer.load_or_create(tmp_path)
     key_file = tmp_path / "keys" / "local-issuer.pem"
     os.chmod(key_file, 0o644)
     os.chmod(tmp_path / "keys", 0o755)
-    again = LocalIssuer.load_or_create(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pgwarden.auth.local_issuer"):
+        again = LocalIssuer.load_or_create(tmp_path)
     assert again.kid == issuer.kid
+    assert any("tightening" in r.getMessage() for r in caplog.records)
     assert mode(key_file) == 0o600
     assert mode(tmp_path / "keys") == 0o700
 
@@ -103,14 +111,18 @@ def test_kid_is_short_sha256_thumbprint() -> None:
     issuer = LocalIssuer(key)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    import hashlib
-
     canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"))
     expected = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest())
     assert issuer.kid == expected.rstrip(b"=").decode()[:16]
     jwk = issuer.public_jwk()
-    assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": issuer.kid, "alg": "EdDSA",
-                   "use": "sig"}
+    assert jwk == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": x,
+        "kid": issuer.kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    }
     assert "d" not in jwk
     # Different keys, different kids.
     assert LocalIssuer.generate().kid != issuer.kid
@@ -122,7 +134,10 @@ def test_issued_token_shape(local: LocalIssuer, clock) -> None:
     assert header["alg"] == "EdDSA"
     assert header["kid"] == local.kid
     claims = jwt.decode(
-        token, local.public_key, algorithms=["EdDSA"], audience="pgwarden",
+        token,
+        local.public_key,
+        algorithms=["EdDSA"],
+        audience="pgwarden",
         options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
     )
     now = int(clock())
