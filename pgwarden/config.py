@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -648,7 +649,45 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+_ENV_REF_TEXT = re.compile(r"\$?\$\{[^}\n]*\}")
+
+
+def _mask_env_refs(text: str) -> tuple[str, re.Pattern[str], list[str]]:
+    """Replace each `${...}` in the raw text with a plain alphanumeric placeholder, so that a
+    reference is valid YAML anywhere (`[${A}, b]`, `{k: ${B}}`) and the variable's value is
+    never parsed as YAML. `_unmask_env_refs` puts the references back after parsing."""
+    nonce = secrets.token_hex(4)
+    originals: list[str] = []
+
+    def mask(match: re.Match[str]) -> str:
+        originals.append(match.group(0))
+        return f"pgwardenenv{nonce}n{len(originals) - 1}e"
+
+    masked = _ENV_REF_TEXT.sub(mask, text)
+    return masked, re.compile(rf"pgwardenenv{nonce}n(\d+)e"), originals
+
+
+def _unmask_env_refs(data: Any, pattern: re.Pattern[str], originals: list[str]) -> Any:
+    if isinstance(data, str):
+        return pattern.sub(lambda m: originals[int(m.group(1))], data)
+    if isinstance(data, dict):
+        return {
+            _unmask_env_refs(k, pattern, originals): _unmask_env_refs(v, pattern, originals)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_unmask_env_refs(v, pattern, originals) for v in data]
+    return data
+
+
 def _parse_text(text: str, source: Path | None) -> Any:
+    if "${" in text:
+        masked, pattern, originals = _mask_env_refs(text)
+        return _unmask_env_refs(_parse_masked_text(masked, source), pattern, originals)
+    return _parse_masked_text(text, source)
+
+
+def _parse_masked_text(text: str, source: Path | None) -> Any:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:

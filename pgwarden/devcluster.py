@@ -32,6 +32,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "find_bindir",
     "quote_ident",
     "quote_literal",
+    "running_clusters",
 ]
 
 AuthMethod = Literal["scram-sha-256", "md5", "password", "trust", "reject"]
@@ -276,6 +278,13 @@ def _make_tls(directory: Path, hostnames: Sequence[str]) -> _TlsFiles:
 
 # --------------------------------------------------------------------------------------------
 # The cluster
+
+_RUNNING: weakref.WeakSet[DevCluster] = weakref.WeakSet()
+
+
+def running_clusters() -> list[DevCluster]:
+    """The DevClusters of this process that are running now (for test-failure reports)."""
+    return list(_RUNNING)
 
 
 class DevCluster:
@@ -604,6 +613,7 @@ class DevCluster:
             )
             if result.returncode == 0:
                 self._running = True
+                _RUNNING.add(self)
                 atexit.register(self._atexit)
                 return self
             log = self.log_text(since=log_pos)
@@ -622,6 +632,7 @@ class DevCluster:
         if self._running:
             self._pg_ctl_stop(mode)
             self._running = False
+        _RUNNING.discard(self)
         if self._base is not None and not self.keep:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
