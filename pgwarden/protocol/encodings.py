@@ -32,7 +32,9 @@ _CODECS = {
     "WIN1258": "cp1258",
     "KOI8R": "koi8-r",
     "KOI8U": "koi8-u",
-    "EUC_JP": "euc-jp",
+    # No EUC_JP: Python's euc-jp decodes the JIS X 0212 character 0x8F 0xA2 0xB7 to an ASCII
+    # "~" (where PostgreSQL sees one three-byte character) and encodes U+00A5 / U+203E as "\\"
+    # and "~", so the gateway and the server would read different SQL from the same bytes.
     "EUC_KR": "euc-kr",
     "EUC_CN": "gb2312",
 }

@@ -24,6 +24,8 @@ CANCEL_REQUEST_CODE = 80877102
 
 _I32 = struct.Struct("!i")
 _I16 = struct.Struct("!h")
+_U32 = struct.Struct("!I")  # OIDs are unsigned
+_U16 = struct.Struct("!H")  # counts are unsigned: up to 65535 parameters
 _HEADER = struct.Struct("!ci")
 
 
@@ -93,10 +95,15 @@ class _Reader:
         return b
 
     def count(self, limit: int) -> int:
-        n = self.int16()
-        if n < 0 or n > limit:
+        # PostgreSQL reads every Int16 count as unsigned (pq_getmsgint): 65535 parameters are
+        # legal, so a signed read would refuse statements the server accepts.
+        if self.pos + 2 > len(self.buf):
+            raise self.fail("truncated int16")
+        (n,) = _U16.unpack_from(self.buf, self.pos)
+        self.pos += 2
+        if n > limit:
             raise self.fail(f"bad count {n}")
-        return n
+        return int(n)
 
     def rest(self) -> bytes:
         b = self.buf[self.pos :]
@@ -125,7 +132,7 @@ _Decoder = Callable[[bytes, _Reader], "Message"]
 
 
 def _encode_values(values: Sequence[bytes | None]) -> bytes:
-    parts = [_I16.pack(len(values))]
+    parts = [_U16.pack(len(values))]
     for v in values:
         if v is None:
             parts.append(_I32.pack(-1))
@@ -193,6 +200,8 @@ class CancelRequest(Message):
 
 def decode_startup(raw: bytes, encoding: str = "utf-8") -> Message:
     """Decode one complete untyped packet (length prefix included)."""
+    if len(raw) < 8 or _I32.unpack_from(raw)[0] != len(raw):
+        raise ProtocolError("startup packet length does not match its length field", side="client")
     r = _Reader(raw[4:], "client", "startup packet", encoding)
     code = r.int32()
     if code == SSL_REQUEST_CODE:
@@ -248,9 +257,9 @@ class Parse(Message):
     def build(
         cls, name: str, sql: str, param_types: Sequence[int] = (), encoding: str = "utf-8"
     ) -> Parse:
-        body = cstr(name, encoding) + cstr(sql, encoding) + _I16.pack(len(param_types))
-        body += b"".join(_I32.pack(t) for t in param_types)
-        return cls(frame(b"P", body), name, sql, tuple(param_types))
+        body = cstr(name, encoding) + cstr(sql, encoding) + _U16.pack(len(param_types))
+        body += b"".join(_U32.pack(t & 0xFFFFFFFF) for t in param_types)
+        return cls(frame(b"P", body), name, sql, tuple(t & 0xFFFFFFFF for t in param_types))
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,9 +282,9 @@ class Bind(Message):
         encoding: str = "utf-8",
     ) -> Bind:
         body = cstr(portal, encoding) + cstr(statement, encoding)
-        body += _I16.pack(len(param_formats)) + b"".join(_I16.pack(f) for f in param_formats)
+        body += _U16.pack(len(param_formats)) + b"".join(_I16.pack(f) for f in param_formats)
         body += _encode_values(params)
-        body += _I16.pack(len(result_formats)) + b"".join(_I16.pack(f) for f in result_formats)
+        body += _U16.pack(len(result_formats)) + b"".join(_I16.pack(f) for f in result_formats)
         return cls(
             frame(b"B", body),
             portal,
@@ -446,7 +455,7 @@ class Authentication(Message):
     def mechanisms(self) -> tuple[str, ...]:
         if self.kind != AUTH_SASL:
             return ()
-        return tuple(m.decode() for m in self.data.split(b"\x00") if m)
+        return tuple(m.decode("utf-8", "surrogateescape") for m in self.data.split(b"\x00") if m)
 
     @classmethod
     def build(cls, kind: int, data: bytes = b"") -> Authentication:
@@ -690,6 +699,9 @@ class Column:
     format: int
 
 
+_COLUMN = struct.Struct("!IhIhih")  # table OID, attnum, type OID, size, typmod, format
+
+
 @dataclass(frozen=True, slots=True)
 class RowDescription(Message):
     code: ClassVar[bytes] = b"T"
@@ -700,8 +712,13 @@ class RowDescription(Message):
         cols = tuple(columns)
         body = _I16.pack(len(cols))
         for c in cols:
-            body += cstr(c.name) + struct.pack(
-                "!ihihih", c.table_oid, c.attnum, c.type_oid, c.type_size, c.type_modifier, c.format
+            body += cstr(c.name) + _COLUMN.pack(
+                c.table_oid & 0xFFFFFFFF,
+                c.attnum,
+                c.type_oid & 0xFFFFFFFF,
+                c.type_size,
+                c.type_modifier,
+                c.format,
             )
         return cls(frame(b"T", body), cols)
 
@@ -809,6 +826,11 @@ def _dec_auth(raw: bytes, r: _Reader) -> Message:
         raise r.fail("md5 salt must be 4 bytes")
     if kind in (AUTH_OK, AUTH_CLEARTEXT, AUTH_KERBEROS_V5, AUTH_GSS, AUTH_SSPI) and data:
         raise r.fail("unexpected data")
+    if kind == AUTH_SASL:
+        # NUL-terminated mechanism names, then an empty name: b"SCRAM-SHA-256\0\0".
+        names = data.split(b"\x00")
+        if len(names) < 2 or names[-2:] != [b"", b""] or not all(names[:-2]):
+            raise r.fail("malformed SASL mechanism list")
     return Authentication(raw, kind, data)
 
 
@@ -972,6 +994,10 @@ BACKEND_DECODERS: dict[bytes, _Decoder] = {
 def decode(side: Side, raw: bytes, encoding: str = "utf-8") -> Message:
     """Decode one complete typed message; ``side`` is who sent it."""
     table = FRONTEND_DECODERS if side == "client" else BACKEND_DECODERS
+    if len(raw) < 5 or _I32.unpack_from(raw, 1)[0] != len(raw) - 1:
+        # ``raw`` is what gets forwarded: a length field that disagrees with it would make the
+        # next hop frame the stream differently from us.
+        raise ProtocolError("message length does not match its length field", side=side)
     code = raw[:1]
     dec = table.get(code)
     if dec is None:
