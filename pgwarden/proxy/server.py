@@ -26,6 +26,7 @@ from pgwarden.protocol.errors import ProtocolError
 from pgwarden.protocol.messages import (
     AUTH_CLEARTEXT,
     AUTH_OK,
+    PROTOCOL_V3,
     Authentication,
     AuthResponse,
     BackendKeyData,
@@ -41,7 +42,7 @@ from pgwarden.protocol.messages import (
     SSLRequest,
     StartupMessage,
 )
-from pgwarden.protocol.reader import MessageReader
+from pgwarden.protocol.reader import DEFAULT_MAX_MESSAGE, MessageReader
 from pgwarden.proxy import upstream as upstream_mod
 from pgwarden.proxy.hooks import SessionHooks, SessionInfo
 from pgwarden.proxy.relay import Relay
@@ -365,7 +366,13 @@ class Gateway:
         target_name = params.get("database") or user
         forwarded, dropped = filter_params(params)
 
-        writer.write(Authentication.build(AUTH_CLEARTEXT).raw)
+        hello = b""
+        if startup.version & 0xFFFF or any(k.startswith("_pq_.") for k in params):
+            # Sent before authentication, as PostgreSQL does. The field carries the whole
+            # newest version (3.0 = 196608), as the server sends it, not only the minor.
+            unknown = [k for k in params if k.startswith("_pq_.")]
+            hello = NegotiateProtocolVersion.build(PROTOCOL_V3, unknown).raw
+        writer.write(hello + Authentication.build(AUTH_CLEARTEXT).raw)
         await writer.drain()
         msg = await self._read(reader, parser)
         if not isinstance(msg, AuthResponse):
@@ -409,7 +416,10 @@ class Gateway:
                 exc.sqlstate, f"pgwarden: target {target_name}: {exc.message}"
             ) from None
 
-        pid = secrets.randbelow(2**31 - 1) + 1
+        # The client sees the upstream backend's pid, so pg_backend_pid() and the pid in
+        # its own notifications agree with BackendKeyData; the secret is the gateway's own.
+        # Only when two targets' backends share a pid does a session get an invented one.
+        pid = up.pid if up.pid > 0 else secrets.randbelow(2**31 - 1) + 1
         while pid in self._by_pid:
             pid = secrets.randbelow(2**31 - 1) + 1
         secret = secrets.token_bytes(4)
@@ -419,9 +429,6 @@ class Gateway:
         for name, value in up.parameters.items():
             out.append(ParameterStatus.build(name, value).raw)
         out.append(BackendKeyData.build(pid, secret).raw)
-        if startup.version & 0xFFFF or any(k.startswith("_pq_.") for k in params):
-            unknown = [k for k in params if k.startswith("_pq_.")]
-            out.insert(0, NegotiateProtocolVersion.build(0, unknown).raw)
         out.extend(n.raw for n in up.notices)
         if dropped:
             out.append(
@@ -438,6 +445,7 @@ class Gateway:
             up.writer.close()
             raise StartupRefused("22023", "pgwarden: the target's client_encoding is not supported")
         parser.encoding = codec
+        parser.max_message = DEFAULT_MAX_MESSAGE  # the start-up cap no longer applies
         up.parser.encoding = codec
         session.info.tx_status = b"I"
         try:
@@ -479,6 +487,7 @@ class Gateway:
 
     async def _cancel(self, req: CancelRequest) -> None:
         session = self._by_pid.get(req.pid)
+        log.debug("cancel for pid %s: %s", req.pid, session is not None)
         if session is None or not hmac.compare_digest(session.secret, req.secret):
             return  # unknown keys are dropped silently, as PostgreSQL does
         try:
