@@ -66,6 +66,8 @@ class Statement:
     statement_name: str | None = None
     portal: str | None = None
     bind: Bind | None = None
+    param_types: tuple[int, ...] = ()
+    known: bool = True  # False: the statement was not prepared through this session
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +88,9 @@ class SessionHooks:
     async def check_execute(self, info: SessionInfo, stmt: Statement) -> Verdict:
         """An extended-protocol Execute, with the bind parameters known (approval point)."""
         return ALLOW
+
+    def statement_closed(self, info: SessionInfo, name: str) -> None:
+        """The client closed a protocol-level prepared statement."""
 
     def filter_server_message(
         self, info: SessionInfo, msg: Message, columns: RowDescription | None

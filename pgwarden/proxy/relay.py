@@ -86,8 +86,27 @@ class Pending:
     verdict: Verdict | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Portal:
+    statement: str
+    sql: str
+    param_types: tuple[int, ...]
+    bind: Bind
+    known: bool  # False: the statement was not prepared through this session
+
+
 class SessionEnded(Exception):
     """Raised inside the relay to end the session with a reason."""
+
+
+class FatalToClient(SessionEnded):
+    """End the session, telling the client why with a FATAL error."""
+
+    def __init__(self, sqlstate: str, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.reason = reason
 
 
 class Relay:
@@ -113,8 +132,10 @@ class Relay:
         self.end_reason: str | None = None  # the first reason found wins
         self._refusal_token = "pgwarden_refused_" + secrets.token_hex(8)
         # Client-ordered view: what each name means at the time the client uses it.
-        self.statements: dict[str, str] = {}
-        self.portals: dict[str, tuple[str, Bind]] = {}
+        self.statements: dict[str, tuple[str, tuple[int, ...]]] = {}
+        # A portal runs the statement as it was when bound, whatever happens to the
+        # statement's name afterwards, so the text is captured at Bind.
+        self.portals: dict[str, _Portal] = {}
         # Server-ordered view: descriptions as the server reports them.
         self.stmt_desc: dict[str, RowDescription | None] = {}
         self.portal_stmt: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -265,7 +286,7 @@ class Relay:
             await self._check_token(out)
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Parse.build(msg.name, self._session_id_sql(), msg.param_types).raw)
-                self.statements[msg.name] = msg.sql
+                self.statements[msg.name] = (msg.sql, msg.param_types)
                 self._enqueue(Pending(PARSE, name=msg.name))
                 return True
             verdict = await self._verdict(self.hooks.check_parse(self.info, msg.name, msg.sql))
@@ -273,7 +294,7 @@ class Relay:
                 self.statements.pop(msg.name, None)
                 self._refuse_ext(verdict, out)
             else:
-                self.statements[msg.name] = msg.sql
+                self.statements[msg.name] = (msg.sql, msg.param_types)
                 raw = (
                     msg.raw
                     if verdict.rewrite is None
@@ -285,7 +306,9 @@ class Relay:
                 self._enqueue(Pending(PARSE, name=msg.name))
         elif isinstance(msg, Bind):
             await self._check_token(out)
-            self.portals[msg.portal] = (msg.statement, msg)
+            prepared = self.statements.get(msg.statement)
+            sql, types = prepared if prepared is not None else ("", ())
+            self.portals[msg.portal] = _Portal(msg.statement, sql, types, msg, prepared is not None)
             out.append(msg.raw)
             self._enqueue(
                 Pending(
@@ -298,8 +321,12 @@ class Relay:
         elif isinstance(msg, Execute):
             await self._check_token(out)
             self.statement_count += 1
-            stmt_name, bind = self.portals.get(msg.portal, ("", None))
-            sql = self.statements.get(stmt_name, "")
+            portal = self.portals.get(msg.portal)
+            stmt_name = portal.statement if portal else ""
+            sql = portal.sql if portal else ""
+            param_types = portal.param_types if portal else ()
+            bind = portal.bind if portal else None
+            known = portal.known if portal else False
             verdict = await self._verdict(
                 self.hooks.check_execute(
                     self.info,
@@ -309,6 +336,8 @@ class Relay:
                         statement_name=stmt_name,
                         portal=msg.portal,
                         bind=bind,
+                        param_types=param_types,
+                        known=known,
                     ),
                 )
             )
@@ -323,6 +352,7 @@ class Relay:
         elif isinstance(msg, Close):
             if msg.kind == b"S":
                 self.statements.pop(msg.name, None)
+                self.hooks.statement_closed(self.info, msg.name)
             else:
                 self.portals.pop(msg.name, None)
             out.append(msg.raw)
@@ -393,7 +423,13 @@ class Relay:
                             "oversized server message",
                         )
                         continue
-                    fwd = self._on_server(msg)
+                    try:
+                        fwd = self._on_server(msg)
+                    except FatalToClient as fatal:
+                        if out:
+                            await hooks.record_server_messages(info, out)
+                            writer.write(b"".join([m.raw for m in out]))
+                        await self._fatal(fatal.sqlstate, fatal.message, fatal.reason)
                     if fwd is not None:
                         out.append(fwd)
                 if out:
@@ -522,8 +558,12 @@ class Relay:
             if msg.name == "client_encoding":
                 codec = python_codec(msg.value)
                 if codec is None:
-                    self._ended(f"unsupported client_encoding {msg.value}")
-                    raise SessionEnded(self.end_reason)
+                    raise FatalToClient(
+                        "22023",
+                        f"pgwarden: client_encoding {msg.value} is not supported "
+                        "(use UTF8 or a single-byte encoding)",
+                        f"unsupported client_encoding {msg.value}",
+                    )
                 self.cparser.encoding = codec
                 self.sparser.encoding = codec
             return msg

@@ -182,7 +182,9 @@ class Gateway:
         self.verifier = verifier
         self.hooks_factory: HooksFactory = hooks_factory or (lambda info: SessionHooks())
         self.sessions: dict[str, ActiveSession] = {}
-        self._by_pid: dict[int, ActiveSession] = {}
+        # Sessions by the pid their client knows; two targets' backends may share a pid, and
+        # the secret tells them apart.
+        self._by_pid: dict[int, list[ActiveSession]] = {}
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._tls: ssl.SSLContext | None = None
@@ -416,12 +418,10 @@ class Gateway:
                 exc.sqlstate, f"pgwarden: target {target_name}: {exc.message}"
             ) from None
 
-        # The client sees the upstream backend's pid, so pg_backend_pid() and the pid in
-        # its own notifications agree with BackendKeyData; the secret is the gateway's own.
-        # Only when two targets' backends share a pid does a session get an invented one.
+        # The client sees the upstream backend's pid, so pg_backend_pid(), pg_terminate_backend
+        # and the pid in its own notifications agree with BackendKeyData; the secret is the
+        # gateway's own, so a cancel key cannot be guessed from the server's.
         pid = up.pid if up.pid > 0 else secrets.randbelow(2**31 - 1) + 1
-        while pid in self._by_pid:
-            pid = secrets.randbelow(2**31 - 1) + 1
         secret = secrets.token_bytes(4)
         session = ActiveSession(info, pid, secret, target, up, self.hooks_factory(info))
 
@@ -469,7 +469,7 @@ class Gateway:
     ) -> None:
         info = session.info
         self.sessions[info.id] = session
-        self._by_pid[session.pid] = session
+        self._by_pid.setdefault(session.pid, []).append(session)
         reason = "gateway stopped"
         try:
             relay = Relay(info, session.hooks, reader, writer, parser, session.upstream)
@@ -477,7 +477,11 @@ class Gateway:
             reason = await relay.run()
         finally:
             self.sessions.pop(info.id, None)
-            self._by_pid.pop(session.pid, None)
+            peers = self._by_pid.get(session.pid, [])
+            if session in peers:
+                peers.remove(session)
+            if not peers:
+                self._by_pid.pop(session.pid, None)
             with contextlib.suppress(Exception):
                 session.upstream.writer.close()
             try:
@@ -486,9 +490,12 @@ class Gateway:
                 log.exception("session %s: session_ended hook failed", info.id)
 
     async def _cancel(self, req: CancelRequest) -> None:
-        session = self._by_pid.get(req.pid)
-        log.debug("cancel for pid %s: %s", req.pid, session is not None)
-        if session is None or not hmac.compare_digest(session.secret, req.secret):
+        session = None
+        for candidate in self._by_pid.get(req.pid, ()):
+            if hmac.compare_digest(candidate.secret, req.secret):
+                session = candidate
+        if session is None:
+            log.debug("cancel request with an unknown key dropped")
             return  # unknown keys are dropped silently, as PostgreSQL does
         try:
             if session.hooks.cancel_requested(session.info):

@@ -106,10 +106,22 @@ async def _open(target: TargetConfig) -> tuple[asyncio.StreamReader, asyncio.Str
 
 async def connect(target: TargetConfig, params: Mapping[str, str]) -> Upstream:
     """Open, (optionally) encrypt and authenticate a connection; return it ready for queries."""
-    reader, writer, is_tls = await _open(target)
+    try:
+        reader, writer, is_tls = await asyncio.wait_for(_open(target), target.connect_timeout)
+    except TimeoutError:
+        raise UpstreamError(
+            f"the target did not answer within {target.connect_timeout:g} s"
+        ) from None
     up = Upstream(reader, writer, MessageReader("server"), tls=is_tls)
     try:
-        await _startup(up, target, params)
+        # connect_timeout covers the whole start-up, as libpq's does: a target that accepts
+        # and then says nothing is reported as such, not left to the client's auth timeout.
+        await asyncio.wait_for(_startup(up, target, params), target.connect_timeout)
+    except TimeoutError:
+        writer.close()
+        raise UpstreamError(
+            f"the target did not complete start-up within {target.connect_timeout:g} s"
+        ) from None
     except BaseException:
         writer.close()
         raise
