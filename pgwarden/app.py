@@ -14,6 +14,9 @@ from pgwarden.auth.local_issuer import LocalIssuer
 from pgwarden.auth.oidc import OidcIssuerConfig
 from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config
+from pgwarden.guard.estimator import Estimator
+from pgwarden.guard.hooks import GuardHooks
+from pgwarden.policy import load_policy
 from pgwarden.proxy.server import Gateway
 
 log = logging.getLogger("pgwarden")
@@ -35,7 +38,10 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.verifier = build_verifier(config)
-        self.gateway = Gateway(config, self.verifier)
+        self.policy = load_policy(config.policy)
+        self.estimator = Estimator(config.targets)
+        policy, estimator = self.policy, self.estimator
+        self.gateway = Gateway(config, self.verifier, lambda info: GuardHooks(policy, estimator))
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
 
@@ -67,6 +73,7 @@ class Server:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._api_task, 5)
         await self.gateway.close()
+        await self.estimator.close()
         await self.verifier.aclose()
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from pgwarden import __version__
+from pgwarden.cli import policy as policy_cli
 from pgwarden.cli import token as token_cli
 from pgwarden.cli._common import ConfigOption, remember_config
 from pgwarden.cli.demo import demo_command
@@ -49,6 +50,7 @@ def root(
 app.command("serve")(serve_command)
 app.command("demo")(demo_command)
 app.add_typer(token_cli.app, name="token")
+app.add_typer(policy_cli.app, name="policy")
 
 
 def main() -> None:

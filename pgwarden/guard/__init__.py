@@ -1,0 +1,1 @@
+"""Guardrails in the data path: classification, policy and row estimates per statement."""

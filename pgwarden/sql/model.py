@@ -1,0 +1,316 @@
+"""What the classifier says about SQL text: plain, frozen values with no pglast types in them.
+
+Vocabulary
+==========
+
+Statement kinds (``StatementInfo.kind``, ``Operation.kind``), all lowercase:
+
+==========================  ====================================================================
+queries and writes          ``select`` (also ``VALUES``, ``TABLE t``), ``select_into``, ``insert``,
+                            ``update``, ``delete``, ``merge``, ``truncate``
+COPY                        ``copy_to``, ``copy_from`` (the statement); ``copy_program`` and
+                            ``copy_file`` (nested: ``TO/FROM PROGRAM`` and server-side files)
+schema                      ``create`` (any ``CREATE`` not listed separately; see object types),
+                            ``create_table_as``, ``create_function`` (functions and procedures),
+                            ``create_trigger`` (also event triggers), ``create_rule``,
+                            ``create_extension``, ``alter`` (any ``ALTER`` not listed separately),
+                            ``drop`` (any ``DROP`` but ``DROP ROLE``; also ``DROP OWNED``),
+                            ``comment``, ``security_label``, ``refresh_matview``
+privileges and roles        ``grant``, ``revoke``, ``alter_default_privileges``, ``create_role``,
+                            ``alter_role``, ``drop_role``, ``reassign_owned``, ``set_role``
+                            (``SET ROLE``, ``RESET ROLE``, ``set_config('role', ...)``),
+                            ``set_session_authorization``
+server                      ``alter_system``, ``load``, ``checkpoint``, ``vacuum``, ``analyze``,
+                            ``cluster``, ``reindex``, ``lock``
+code                        ``do``, ``call``
+session                     ``set``, ``reset``, ``show``, ``discard``, ``set_constraints``,
+                            ``listen``, ``unlisten``, ``notify``
+transactions                ``begin``, ``commit``, ``rollback``, ``savepoint``, ``release``,
+                            ``rollback_to``, ``prepare_transaction``, ``commit_prepared``,
+                            ``rollback_prepared``
+prepared statements         ``prepare``, ``execute``, ``deallocate``
+EXPLAIN                     ``explain``, ``explain_analyze``
+cursors                     ``declare_cursor``, ``fetch`` (also ``MOVE``), ``close``
+anything else               ``other``
+==========================  ====================================================================
+
+Object types (``Operation.object_type``) for ``create``/``alter``/``drop``/``grant``...:
+PostgreSQL's ``OBJECT_*`` names in lowercase (``table``, ``index``, ``view``, ``schema``,
+``database``, ``function``, ``procedure``, ``type``, ``domain``, ``sequence``, ``extension``,
+``role``, ...) with ``materialized_view`` for ``OBJECT_MATVIEW``, plus ``temp_table``,
+``temp_view`` and ``temp_sequence`` for temporary objects, ``column`` for
+``ALTER TABLE ... DROP COLUMN`` and ``owned`` for ``DROP OWNED``.
+
+WHERE (``Operation.where`` for ``update`` and ``delete``): ``absent`` (no WHERE), ``tautology``
+(the WHERE does not restrict rows: it folds to true, such as ``1=1``, ``x OR true``, ``id = id``,
+or it does not depend on the row at all, such as ``$1`` or ``EXISTS (SELECT 1 FROM t)``) or
+``present``. MERGE actions and ``INSERT ... ON CONFLICT DO UPDATE`` get a WHERE too.
+
+Flags (``StatementInfo.flags``): ``cascade`` (DROP/TRUNCATE ... CASCADE), ``if_exists``,
+``untrusted_language`` (a function in C, internal or an untrusted PL), ``unparsed_body`` (a
+function body that could not be parsed), ``dynamic_sql`` (procedural code runs SQL built at run
+time), ``row_locks`` (SELECT ... FOR UPDATE/SHARE), ``dynamic_set_config`` (set_config with a
+setting name that is not a literal).
+
+``via`` (``Operation.via``) says how an operation is nested: ``None`` (the statement itself),
+``cte``, ``explain`` (not executed), ``explain_analyze``, ``prepare``, ``execute``, ``copy``,
+``create_table_as``, ``view``, ``cursor``, ``rule``, ``function_body``, ``plpgsql``,
+``dynamic_sql``, ``merge``, ``on_conflict``, ``alter``, ``schema``, ``set_config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "FLAGS",
+    "KINDS",
+    "OBJECT_TYPES",
+    "WHERE_SEVERITY",
+    "Classification",
+    "Operation",
+    "StatementInfo",
+    "Where",
+]
+
+Where = Literal["present", "absent", "tautology"]
+
+KINDS: frozenset[str] = frozenset(
+    {
+        # queries and writes
+        "select", "select_into", "insert", "update", "delete", "merge", "truncate",
+        # COPY
+        "copy_to", "copy_from", "copy_program", "copy_file",
+        # schema
+        "create", "create_table_as", "create_function", "create_trigger", "create_rule",
+        "create_extension", "alter", "drop", "comment", "security_label", "refresh_matview",
+        # privileges and roles
+        "grant", "revoke", "alter_default_privileges", "create_role", "alter_role", "drop_role",
+        "reassign_owned", "set_role", "set_session_authorization",
+        # server
+        "alter_system", "load", "checkpoint", "vacuum", "analyze", "cluster", "reindex", "lock",
+        # code
+        "do", "call",
+        # session
+        "set", "reset", "show", "discard", "set_constraints", "listen", "unlisten", "notify",
+        # transactions
+        "begin", "commit", "rollback", "savepoint", "release", "rollback_to",
+        "prepare_transaction", "commit_prepared", "rollback_prepared",
+        # prepared statements, EXPLAIN, cursors
+        "prepare", "execute", "deallocate", "explain", "explain_analyze",
+        "declare_cursor", "fetch", "close",
+        "other",
+    }
+)  # fmt: skip
+
+OBJECT_TYPES: frozenset[str] = frozenset(
+    {
+        "access_method", "aggregate", "amop", "amproc", "attribute", "cast", "column",
+        "collation", "conversion", "database", "default", "defacl", "domain", "domconstraint",
+        "event_trigger", "extension", "fdw", "foreign_server", "foreign_table", "function",
+        "index", "language", "largeobject", "materialized_view", "opclass", "operator",
+        "opfamily", "parameter_acl", "policy", "procedure", "publication",
+        "publication_namespace", "publication_rel", "role", "routine", "rule", "schema",
+        "sequence", "subscription", "statistic_ext", "tabconstraint", "table", "tablespace",
+        "transform", "trigger", "tsconfiguration", "tsdictionary", "tsparser", "tstemplate",
+        "type", "user_mapping", "view",
+        # not PostgreSQL OBJECT_* names
+        "temp_table", "temp_view", "temp_sequence", "owned",
+    }
+)  # fmt: skip
+
+FLAGS: frozenset[str] = frozenset(
+    {
+        "cascade",
+        "if_exists",
+        "untrusted_language",
+        "unparsed_body",
+        "dynamic_sql",
+        "row_locks",
+        "dynamic_set_config",
+    }
+)
+
+#: Higher is worse; used to summarise several WHEREs into one.
+WHERE_SEVERITY: dict[str, int] = {"present": 0, "tautology": 1, "absent": 2}
+
+_WHERE_KINDS = frozenset({"update", "delete"})
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One thing a statement does: the statement itself, or something nested inside it."""
+
+    kind: str
+    object_type: str | None = None
+    targets: tuple[str, ...] = ()  # tables (DML) or objects (DDL) acted upon, normalized
+    where: Where | None = None  # for update and delete (also MERGE and ON CONFLICT actions)
+    via: str | None = None  # how it is nested; None for the statement itself
+    executes: bool = True  # False when running the statement does not perform it (EXPLAIN)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.object_type is not None:
+            out["object_type"] = self.object_type
+        if self.targets:
+            out["targets"] = list(self.targets)
+        if self.where is not None:
+            out["where"] = self.where
+        if self.via is not None:
+            out["via"] = self.via
+        if not self.executes:
+            out["executes"] = False
+        return out
+
+
+def _worst_where(wheres: frozenset[str]) -> Where | None:
+    worst: Where | None = None
+    for w in ("present", "tautology", "absent"):
+        if w in wheres:
+            worst = w  # type: ignore[assignment]
+    return worst
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInfo:
+    """One statement of a query string, with everything nested inside it.
+
+    ``operations[0]`` is the statement itself; the rest are nested operations in source order.
+    ``kinds`` is ``{kind} | nested_kinds``; nested operations that do not run when the
+    statement runs (the statement under a plain ``EXPLAIN``) are listed in ``operations`` with
+    ``executes=False`` but are left out of ``nested_kinds``, ``where`` and ``tables_written``.
+    """
+
+    kind: str
+    text: str
+    operations: tuple[Operation, ...]
+    tables_read: frozenset[str] = frozenset()
+    tables_written: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    dangerous_functions: frozenset[str] = frozenset()
+    opaque: bool = False  # runs code the gateway cannot see into (DO, CALL, PL bodies, triggers)
+    flags: frozenset[str] = frozenset()
+    setting: str | None = None  # SET/RESET/SHOW: the setting, lowercase ("all": RESET ALL)
+    prepared_name: str | None = None  # PREPARE/EXECUTE/DEALLOCATE: the statement's name
+    executes_prepared: tuple[str, ...] = ()  # prepared statements this one runs (EXECUTE p)
+    body: Classification | None = None  # PREPARE: the classification of the prepared body
+    # SQL to put after EXPLAIN for a row estimate (the statement itself, or the statement
+    # under EXPLAIN ANALYZE / COPY (query) / DECLARE CURSOR); None if there is none.
+    estimate_sql: str | None = None
+    nested_kinds: frozenset[str] = field(init=False)
+    kinds: frozenset[str] = field(init=False)
+    wheres: frozenset[str] = field(init=False)
+    where: Where | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        nested = frozenset(op.kind for op in self.operations[1:] if op.executes)
+        wheres = frozenset(
+            op.where
+            for op in self.operations
+            if op.executes and op.where is not None and op.kind in _WHERE_KINDS
+        )
+        object.__setattr__(self, "nested_kinds", nested)
+        object.__setattr__(self, "kinds", nested | {self.kind})
+        object.__setattr__(self, "wheres", wheres)
+        object.__setattr__(self, "where", _worst_where(wheres))
+
+    @property
+    def executed_operations(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.executes)
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return self.tables_read | self.tables_written
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "text": self.text,
+            "nested_kinds": sorted(self.nested_kinds),
+            "tables_read": sorted(self.tables_read),
+            "tables_written": sorted(self.tables_written),
+            "functions": sorted(self.functions),
+            "dangerous_functions": sorted(self.dangerous_functions),
+            "where": self.where,
+            "opaque": self.opaque,
+            "flags": sorted(self.flags),
+            "operations": [op.to_dict() for op in self.operations],
+        }
+        if self.setting is not None:
+            out["setting"] = self.setting
+        if self.prepared_name is not None:
+            out["prepared_name"] = self.prepared_name
+        if self.executes_prepared:
+            out["executes_prepared"] = list(self.executes_prepared)
+        if self.estimate_sql is not None:
+            out["estimate_sql"] = self.estimate_sql
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """Everything the gateway knows about one query string (one or more statements).
+
+    ``error`` is set when the text cannot be classified (the gateway must then refuse it);
+    ``statements`` is empty in that case. The aggregate fields are unions over statements.
+    """
+
+    sql: str
+    statements: tuple[StatementInfo, ...] = ()
+    error: str | None = None
+    kinds: frozenset[str] = field(init=False)
+    tables_read: frozenset[str] = field(init=False)
+    tables_written: frozenset[str] = field(init=False)
+    functions: frozenset[str] = field(init=False)
+    dangerous_functions: frozenset[str] = field(init=False)
+    flags: frozenset[str] = field(init=False)
+    wheres: frozenset[str] = field(init=False)
+    where: Where | None = field(init=False)
+    opaque: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        sts = self.statements
+        wheres: frozenset[str] = frozenset().union(*(s.wheres for s in sts))
+        object.__setattr__(self, "kinds", frozenset().union(*(s.kinds for s in sts)))
+        object.__setattr__(self, "tables_read", frozenset().union(*(s.tables_read for s in sts)))
+        object.__setattr__(
+            self, "tables_written", frozenset().union(*(s.tables_written for s in sts))
+        )
+        object.__setattr__(self, "functions", frozenset().union(*(s.functions for s in sts)))
+        object.__setattr__(
+            self,
+            "dangerous_functions",
+            frozenset().union(*(s.dangerous_functions for s in sts)),
+        )
+        object.__setattr__(self, "flags", frozenset().union(*(s.flags for s in sts)))
+        object.__setattr__(self, "wheres", wheres)
+        object.__setattr__(self, "where", _worst_where(wheres))
+        object.__setattr__(self, "opaque", any(s.opaque for s in sts))
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def tables(self) -> frozenset[str]:
+        return self.tables_read | self.tables_written
+
+    @staticmethod
+    def failed(sql: str, error: str) -> Classification:
+        return Classification(sql=sql, statements=(), error=error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (for the recording and ``pgwarden policy explain``)."""
+        return {
+            "error": self.error,
+            "kinds": sorted(self.kinds),
+            "tables_read": sorted(self.tables_read),
+            "tables_written": sorted(self.tables_written),
+            "functions": sorted(self.functions),
+            "dangerous_functions": sorted(self.dangerous_functions),
+            "where": self.where,
+            "opaque": self.opaque,
+            "flags": sorted(self.flags),
+            "statements": [s.to_dict() for s in self.statements],
+        }
