@@ -16,8 +16,17 @@ from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.hooks import GuardHooks
+from pgwarden.guard.recorder import GATEWAY_INSTANCE, RecordingSetup
 from pgwarden.policy import load_policy
 from pgwarden.proxy.server import Gateway
+from pgwarden.recording import (
+    GroupCommitter,
+    RecordingCipher,
+    RecordingSigner,
+    open_storage,
+    recover_crashed,
+)
+from pgwarden.store import open_store
 
 log = logging.getLogger("pgwarden")
 
@@ -32,6 +41,23 @@ def build_verifier(config: Config) -> TokenVerifier:
     return TokenVerifier(local_issuer=local, oidc=oidc, max_token_ttl=ident.max_token_ttl)
 
 
+def build_recording(config: Config) -> RecordingSetup:
+    """Store, storage, signing key and cipher shared by every session's recorder."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    storage = open_storage(config.recordings, config.data_dir)
+    durability = config.recording.durability
+    return RecordingSetup(
+        store=open_store(config.store, config.data_dir),
+        storage=storage,
+        signer=RecordingSigner.load_or_create(config.data_dir),
+        committer=GroupCommitter(storage) if durability == "fsync" else None,
+        cipher=RecordingCipher.from_env(),
+        durability=durability,
+        max_result_rows=config.recording.max_result_rows,
+        instance=GATEWAY_INSTANCE,
+    )
+
+
 class Server:
     """The running gateway and API; ``start()`` binds both ports, ``stop()`` frees them."""
 
@@ -40,17 +66,30 @@ class Server:
         self.verifier = build_verifier(config)
         self.policy = load_policy(config.policy)
         self.estimator = Estimator(config.targets)
-        policy, estimator = self.policy, self.estimator
-        self.gateway = Gateway(config, self.verifier, lambda info: GuardHooks(policy, estimator))
+        self.recording = build_recording(config)
+        policy, estimator, recording = self.policy, self.estimator, self.recording
+        self.gateway = Gateway(
+            config, self.verifier, lambda info: GuardHooks(policy, estimator, recording)
+        )
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        rec = self.recording
+        # Sessions cut by an earlier crash are ended cleanly (their recordings stay intact up
+        # to their last event) before new sessions start.
+        report = await asyncio.to_thread(recover_crashed, rec.store, rec.storage, rec.signer)
+        if report.recovered or report.failed:
+            log.warning(
+                "recovered %d session(s) cut by a crash; %d could not be recovered",
+                len(report.recovered),
+                len(report.failed),
+            )
         await self.gateway.start()
         api = self.config.api.listen
         uv_config = uvicorn.Config(
-            create_app(self.gateway),
+            create_app(self.gateway, self.verifier),
             host=api.host,
             port=api.port,
             log_level="warning",
@@ -74,6 +113,8 @@ class Server:
                 await asyncio.wait_for(self._api_task, 5)
         await self.gateway.close()
         await self.estimator.close()
+        if self.recording.committer is not None:
+            self.recording.committer.close()
         await self.verifier.aclose()
 
 

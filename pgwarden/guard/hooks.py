@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pgwarden.guard.estimator import Estimator
+from pgwarden.guard.recorder import RecordingSetup, SessionRecorder
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
-from pgwarden.protocol.messages import Bind
+from pgwarden.protocol.messages import Bind, Message, RowDescription
 from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 
@@ -52,11 +53,61 @@ def _gateway_owned(c: Classification) -> str | None:
 class GuardHooks(SessionHooks):
     """Classification and policy for one session."""
 
-    def __init__(self, policy: Policy, estimator: Estimator | None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        estimator: Estimator | None,
+        recording: RecordingSetup | None = None,
+    ) -> None:
         self.policy = policy
         self.estimator = estimator
+        self.recording = recording
+        self.recorder: SessionRecorder | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
         self.last: Judgement | None = None
+
+    # -- session ---------------------------------------------------------------------------
+
+    async def session_started(self, info: SessionInfo) -> None:
+        if self.recording is not None:
+            self.recorder = SessionRecorder(self.recording, info)
+            await self.recorder.start()
+
+    async def session_ended(self, info: SessionInfo, reason: str) -> None:
+        if self.recorder is not None:
+            await self.recorder.end(reason)
+
+    async def record_server_messages(
+        self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
+    ) -> None:
+        if self.recorder is not None:
+            await self.recorder.server_messages(batch)
+
+    async def _record(
+        self,
+        j: Judgement,
+        verdict: Verdict,
+        sql: str,
+        protocol: str,
+        *,
+        stmt: Statement | None = None,
+    ) -> Verdict:
+        """Write the statement event (before anything is forwarded); attach its ref."""
+        if self.recorder is None:
+            return verdict
+        ref = await self.recorder.statement(
+            sql,
+            protocol,
+            j.classification,
+            j.decision,
+            bind=stmt.bind if stmt else None,
+            param_types=stmt.param_types if stmt else (),
+            statement_name=stmt.statement_name if stmt else None,
+            portal=stmt.portal if stmt else None,
+        )
+        if verdict.action == "allow":
+            await self.recorder.apply_settings(j.classification)
+        return replace(verdict, ref=ref)
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -119,7 +170,7 @@ class GuardHooks(SessionHooks):
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(sql))
-        return verdict
+        return await self._record(j, verdict, sql, "simple")
 
     async def check_parse(self, info: SessionInfo, name: str, sql: str) -> Verdict:
         c = self.prepared.resolve(classify_cached(sql))
@@ -129,7 +180,9 @@ class GuardHooks(SessionHooks):
             self.last = j
             if name:
                 self.prepared.forget(name)
-            return self.verdict(j)
+            return await self._record(
+                j, self.verdict(j), sql, "extended", stmt=Statement(sql, "extended", name)
+            )
         if name:
             # Protocol-level and SQL-level prepared statements share one namespace in
             # PostgreSQL: `EXECUTE name` runs what this Parse prepared.
@@ -150,7 +203,7 @@ class GuardHooks(SessionHooks):
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(stmt.sql))
-        return verdict
+        return await self._record(j, verdict, stmt.sql, "extended", stmt=stmt)
 
     def statement_closed(self, info: SessionInfo, name: str) -> None:
         if name:

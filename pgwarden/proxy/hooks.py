@@ -29,10 +29,13 @@ class Verdict:
     sqlstate: str = "42501"
     rule: str | None = None
     rewrite: str | None = None  # for allow: SQL to forward instead (e.g. answered by the gateway)
+    ref: object | None = None  # carried by the relay to this statement's server messages
 
     @staticmethod
-    def allow(rewrite: str | None = None, rule: str | None = None) -> Verdict:
-        return Verdict("allow", rewrite=rewrite, rule=rule)
+    def allow(
+        rewrite: str | None = None, rule: str | None = None, ref: object | None = None
+    ) -> Verdict:
+        return Verdict("allow", rewrite=rewrite, rule=rule, ref=ref)
 
     @staticmethod
     def deny(message: str, *, rule: str | None = None, sqlstate: str = "42501") -> Verdict:
@@ -40,6 +43,11 @@ class Verdict:
 
 
 ALLOW = Verdict("allow")
+
+
+class EndSession(Exception):
+    """Raised by a hook when the session must end (for example, it can no longer be
+    recorded). The relay tells the client with a FATAL error and closes both sides."""
 
 
 @dataclass(slots=True)
@@ -99,8 +107,11 @@ class SessionHooks:
         unchanged, so its raw bytes are forwarded as they are)."""
         return msg
 
-    async def record_server_messages(self, info: SessionInfo, msgs: list[Message]) -> None:
-        """Recording point for what the client is about to receive (already filtered)."""
+    async def record_server_messages(
+        self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
+    ) -> None:
+        """Recording point for what the client is about to receive (already filtered), before
+        it is sent: (message, the ``ref`` of the statement it answers, its columns)."""
 
     async def session_ended(self, info: SessionInfo, reason: str) -> None:
         """Called once when the session ends, whatever the reason."""

@@ -59,7 +59,7 @@ from pgwarden.protocol.messages import (
     Terminate,
 )
 from pgwarden.protocol.reader import MessageReader
-from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.hooks import EndSession, SessionHooks, SessionInfo, Statement, Verdict
 
 if TYPE_CHECKING:
     from pgwarden.proxy.upstream import Upstream
@@ -84,6 +84,7 @@ class Pending:
     statement: str = ""  # for BIND: the statement bound
     result_formats: tuple[int, ...] = ()
     verdict: Verdict | None = None
+    ref: object | None = None  # the hooks' handle on the statement this answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,8 @@ class Relay:
     async def _verdict(self, coro: object) -> Verdict:
         try:
             verdict = await coro  # type: ignore[misc]
+        except EndSession as exc:
+            await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
         except Exception:
             log.exception("statement check failed in session %s; refusing", self.info.id)
             return Verdict.deny(
@@ -255,7 +258,7 @@ class Relay:
 
     def _refuse_ext(self, verdict: Verdict, out: list[bytes]) -> None:
         out.append(Execute.build(self._refusal_token, 1).raw)
-        self._enqueue(Pending(INJECTED_EXT, verdict=verdict))
+        self._enqueue(Pending(INJECTED_EXT, verdict=verdict, ref=verdict.ref))
 
     def _session_id_sql(self) -> str:
         return f"SELECT '{self.info.id}'::text AS \"pgwarden.session_id\""
@@ -274,14 +277,14 @@ class Relay:
             verdict = await self._verdict(self.hooks.check_query(self.info, msg.sql))
             if verdict.action != "allow":
                 out.append(Query.build(self._refusal_token).raw)
-                self._enqueue(Pending(INJECTED_SIMPLE, verdict=verdict))
+                self._enqueue(Pending(INJECTED_SIMPLE, verdict=verdict, ref=verdict.ref))
             else:
                 out.append(
                     msg.raw
                     if verdict.rewrite is None
                     else Query.build(verdict.rewrite, self.cparser.encoding).raw
                 )
-                self._enqueue(Pending(QUERY))
+                self._enqueue(Pending(QUERY, ref=verdict.ref))
         elif isinstance(msg, Parse):
             await self._check_token(out)
             if _SHOW_SESSION_ID.match(msg.sql):
@@ -345,7 +348,7 @@ class Relay:
                 self._refuse_ext(verdict, out)
             else:
                 out.append(msg.raw)
-                self._enqueue(Pending(EXECUTE, name=msg.portal))
+                self._enqueue(Pending(EXECUTE, name=msg.portal, ref=verdict.ref))
         elif isinstance(msg, Describe):
             out.append(msg.raw)
             self._enqueue(Pending(DESCRIBE, name=msg.name, describe_kind=msg.kind))
@@ -393,8 +396,6 @@ class Relay:
         reader = self.up.reader
         parser = self.sparser
         writer = self.cwriter
-        hooks = self.hooks
-        info = self.info
         try:
             while True:
                 data = await reader.read(65536)
@@ -402,7 +403,7 @@ class Relay:
                     self._ended("target closed the connection")
                     return
                 parser.feed(data)
-                out: list[Message] = []
+                out: list[tuple[Message, object, RowDescription | None]] = []
                 while True:
                     try:
                         msg = parser.next()
@@ -423,21 +424,28 @@ class Relay:
                             "oversized server message",
                         )
                         continue
+                    ref = self.pending[0].ref if self.pending else None
                     try:
                         fwd = self._on_server(msg)
                     except FatalToClient as fatal:
                         if out:
-                            await hooks.record_server_messages(info, out)
-                            writer.write(b"".join([m.raw for m in out]))
+                            await self._deliver(out)
                         await self._fatal(fatal.sqlstate, fatal.message, fatal.reason)
                     if fwd is not None:
-                        out.append(fwd)
+                        out.append((fwd, ref, self.columns))
                 if out:
-                    await hooks.record_server_messages(info, out)
-                    writer.write(b"".join([m.raw for m in out]))
+                    await self._deliver(out)
                     await writer.drain()
         except (ConnectionError, OSError):
             self._ended("connection lost")
+
+    async def _deliver(self, out: list[tuple[Message, object, RowDescription | None]]) -> None:
+        """Record, then send to the client: nothing reaches the client unrecorded."""
+        try:
+            await self.hooks.record_server_messages(self.info, out)
+        except EndSession as exc:
+            await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
+        self.cwriter.write(b"".join([m.raw for m, _, _ in out]))
 
     def _filter(self, msg: Message) -> Message:
         try:

@@ -189,6 +189,8 @@ class _Walker:
         self.flags: set[str] = set()
         self.opaque = False
         self.setting: str | None = None
+        self.setting_value: str | None = None
+        self.setting_local = False
         self.prepared_name: str | None = None
         self.executes_prepared: list[str] = []
         self.body: Classification | None = None
@@ -209,6 +211,8 @@ class _Walker:
             opaque=self.opaque,
             flags=frozenset(self.flags),
             setting=self.setting,
+            setting_value=self.setting_value,
+            setting_local=self.setting_local,
             prepared_name=self.prepared_name,
             executes_prepared=tuple(dict.fromkeys(self.executes_prepared)),
             body=self.body,
@@ -796,6 +800,9 @@ class _Walker:
         self.op(ctx, kind, targets=(setting,))
         if ctx.top:
             self.setting = setting
+            self.setting_local = bool(f.get("is_local"))
+            if mode == "VAR_SET_VALUE":
+                self.setting_value = _set_value(items(f.get("args")))
         self.rest("VariableSetStmt", f, ctx)
 
     def v_show(self, f: dict[str, Any], ctx: _Ctx) -> None:
@@ -1120,3 +1127,21 @@ def split_statements(sql: str) -> tuple[str, ...]:
     except Exception as exc:
         raise SqlSyntaxError(str(exc)) from exc
     return tuple(raw.text for raw in raws)
+
+
+def _set_value(args: Any) -> str | None:
+    """The value of ``SET name = a, b`` as PostgreSQL shows it (``a, b``), from constants."""
+    parts: list[str] = []
+    for arg in args:
+        const = arg.get("A_Const") if isinstance(arg, dict) else None
+        if not isinstance(const, dict):
+            return None
+        for key in ("sval", "ival", "fval", "boolval"):
+            inner = const.get(key)
+            if isinstance(inner, dict):
+                value = inner.get(key, 0 if key == "ival" else False if key == "boolval" else "")
+                parts.append(str(value).lower() if key == "boolval" else str(value))
+                break
+        else:
+            return None
+    return ", ".join(parts) if parts else None

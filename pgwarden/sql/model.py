@@ -192,6 +192,8 @@ class StatementInfo:
     opaque: bool = False  # runs code the gateway cannot see into (DO, CALL, PL bodies, triggers)
     flags: frozenset[str] = frozenset()
     setting: str | None = None  # SET/RESET/SHOW: the setting, lowercase ("all": RESET ALL)
+    setting_value: str | None = None  # SET: the value, when it is made of constants
+    setting_local: bool = False  # SET LOCAL
     prepared_name: str | None = None  # PREPARE/EXECUTE/DEALLOCATE: the statement's name
     executes_prepared: tuple[str, ...] = ()  # prepared statements this one runs (EXECUTE p)
     body: Classification | None = None  # PREPARE: the classification of the prepared body

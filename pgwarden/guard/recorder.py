@@ -1,0 +1,313 @@
+"""The data path's side of recording: one ``SessionRecorder`` per session.
+
+It turns what the relay sees into recording events: the session's start (identity, client,
+target), each statement with its parameters, classification, decision and the agent context
+in force — written before the statement is forwarded —, the results (masked rows as the
+client receives them, up to a cap, with row count, command tag and digest), errors, notices,
+context changes, and the session's end. Any failure to record raises ``EndSession``: the
+statement is not forwarded and the session ends (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgwarden.policy import Decision
+from pgwarden.protocol.messages import (
+    Bind,
+    CommandComplete,
+    DataRow,
+    EmptyQueryResponse,
+    ErrorResponse,
+    Message,
+    NoticeResponse,
+    PortalSuspended,
+    RowDescription,
+)
+from pgwarden.proxy.hooks import EndSession, SessionInfo
+from pgwarden.recording import (
+    Column,
+    ContextEvent,
+    ContextState,
+    ErrorEvent,
+    GroupCommitter,
+    NoticeEvent,
+    RecordingCipher,
+    RecordingError,
+    RecordingSigner,
+    RecordingStorage,
+    RecordingWriter,
+    ResultBuilder,
+    SessionEnd,
+    SessionStart,
+    StatementEvent,
+    encode_params,
+)
+from pgwarden.recording import Decision as RecordedDecision
+from pgwarden.sql import Classification
+from pgwarden.store import SessionRecord, Store
+
+log = logging.getLogger("pgwarden.recorder")
+
+GATEWAY_INSTANCE = secrets.token_hex(6)
+_CLAIMS_KEPT = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "email", "name")
+
+
+@dataclass(slots=True)
+class StatementRef:
+    """What the relay carries from a statement to its results."""
+
+    seq: int
+    builder: ResultBuilder
+    results: int = 0
+
+
+@dataclass(slots=True)
+class RecordingSetup:
+    """Shared by all sessions of a gateway."""
+
+    store: Store
+    storage: RecordingStorage
+    signer: RecordingSigner
+    committer: GroupCommitter | None
+    cipher: RecordingCipher | None
+    durability: str = "write"
+    max_result_rows: int = 1000
+    instance: str = field(default=GATEWAY_INSTANCE)
+
+
+def _columns(desc: RowDescription) -> list[Column]:
+    return [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
+
+
+class SessionRecorder:
+    def __init__(self, setup: RecordingSetup, info: SessionInfo) -> None:
+        self.setup = setup
+        self.info = info
+        self.context = ContextState(info.application_name or None)
+        self.writer = RecordingWriter(
+            info.id,
+            setup.storage,
+            setup.signer,
+            durability=setup.durability,  # type: ignore[arg-type]
+            committer=setup.committer,
+            cipher=setup.cipher,
+            on_checkpoint=self._progress,
+        )
+
+    def _progress(self, written: Any) -> None:
+        try:
+            self.setup.store.record_progress(self.info.id, written.seq, written.hash)
+        except Exception:
+            log.exception("session index update failed for %s", self.info.id)
+
+    def _fail(self, exc: BaseException) -> EndSession:
+        log.error("recording failed for session %s: %s", self.info.id, exc)
+        return EndSession(f"the session can no longer be recorded ({type(exc).__name__})")
+
+    async def start(self) -> None:
+        info = self.info
+        ident = info.identity
+        claims = {k: ident.claims[k] for k in _CLAIMS_KEPT if k in ident.claims}
+        await self.writer.write_session_start(
+            SessionStart(
+                subject=ident.subject,
+                issuer=ident.issuer,
+                groups=list(ident.groups),
+                client_addr=info.client_addr,
+                application_name=info.application_name,
+                target=info.target,
+                gateway_instance=self.setup.instance,
+                tls=info.tls,
+                claims=claims,
+                token_id=ident.token_id,
+                expires_at=ident.expires_at,
+            )
+        )
+        self.setup.store.create_session(
+            SessionRecord(
+                id=info.id,
+                subject=ident.subject,
+                issuer=ident.issuer,
+                target=info.target,
+                started_at=info.started_at,
+                groups=tuple(ident.groups),
+                client_addr=info.client_addr,
+                application_name=info.application_name,
+                gateway_instance=self.setup.instance,
+            )
+        )
+        self.writer.start_auto_checkpoint()
+
+    async def statement(
+        self,
+        sql: str,
+        protocol: str,
+        classification: Classification,
+        decision: Decision,
+        *,
+        bind: Bind | None = None,
+        param_types: Sequence[int] = (),
+        statement_name: str | None = None,
+        portal: str | None = None,
+    ) -> StatementRef:
+        ctx = self.context.for_statement(sql)
+        params: Sequence[Any] = ()
+        if bind is not None:
+            formats = [bind.param_format(i) for i in range(len(bind.params))]
+            params = encode_params(bind.params, formats, list(param_types))
+        event = StatementEvent(
+            sql=sql,
+            protocol=protocol,  # type: ignore[arg-type]
+            decision=RecordedDecision(
+                decision.action, decision.rule, decision.reason, decision.mode
+            ),
+            classification=classification.to_dict(),
+            params=params,
+            param_types=tuple(param_types),
+            statement_name=statement_name,
+            portal=portal,
+            context=ctx.context,
+            context_sources=ctx.sources,
+        )
+        try:
+            written = await self.writer.write_statement(event)
+        except (RecordingError, OSError) as exc:
+            raise self._fail(exc) from None
+        outcome = {"allow": "allowed", "deny": "denied", "review": "reviewed"}.get(
+            decision.effective_action, "denied"
+        )
+        try:
+            self.setup.store.count_statement(self.info.id, outcome)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("session index update failed for %s", self.info.id)
+        builder = ResultBuilder(self.setup.max_result_rows, statement_seq=written.seq)
+        return StatementRef(written.seq, builder)
+
+    async def apply_settings(self, classification: Classification) -> None:
+        """After an allowed statement: SET/RESET pgwarden.* and transaction boundaries."""
+        for st in classification.statements:
+            changes: dict[str, Any] | None = None
+            source = "set"
+            if st.kind == "begin":
+                self.context.begin()
+            elif st.kind == "commit":
+                changes = self.context.commit()
+                source = "commit"
+            elif st.kind == "rollback":
+                changes = self.context.rollback()
+                source = "rollback"
+            elif st.kind == "set" and st.setting and st.setting.startswith("pgwarden."):
+                if st.setting_value is not None:
+                    changes = self.context.apply_set(
+                        st.setting, st.setting_value, local=st.setting_local
+                    )
+                    source = "set_local" if st.setting_local else "set"
+            elif (
+                st.kind == "reset"
+                and st.setting
+                and (st.setting == "all" or st.setting.startswith("pgwarden."))
+            ):
+                changes = self.context.apply_reset(None if st.setting == "all" else st.setting)
+                source = "reset"
+            if changes:
+                await self._context_event(source, changes)
+
+    async def apply_api_context(self, values: dict[str, Any], actor: str) -> None:
+        changes = self.context.apply_api(values)
+        await self._context_event("api", changes, actor)
+
+    async def _context_event(
+        self, source: str, changes: dict[str, Any], actor: str | None = None
+    ) -> None:
+        try:
+            await self.writer.write_context(
+                ContextEvent(
+                    source=source,
+                    changes=changes,
+                    context=self.context.session_context(),
+                    actor=actor,
+                )
+            )
+        except (RecordingError, OSError) as exc:
+            raise self._fail(exc) from None
+
+    async def server_messages(
+        self, batch: Sequence[tuple[Message, object, RowDescription | None]]
+    ) -> None:
+        try:
+            for msg, ref, columns in batch:
+                sref = ref if isinstance(ref, StatementRef) else None
+                if isinstance(msg, DataRow):
+                    if sref is None:
+                        continue
+                    b = sref.builder
+                    if not b.columns and columns is not None:
+                        b.set_columns(_columns(columns))
+                    values = msg.values() if len(b.rows) < b.cap else ()
+                    b.add_row_body(msg.raw[5:], values)
+                elif isinstance(msg, RowDescription):
+                    if sref is not None:
+                        sref.builder.set_columns(_columns(msg))
+                elif isinstance(msg, CommandComplete | EmptyQueryResponse | PortalSuspended):
+                    if sref is None:
+                        continue
+                    b = sref.builder
+                    if not b.columns and columns is not None:
+                        b.set_columns(_columns(columns))
+                    tag = msg.tag if isinstance(msg, CommandComplete) else None
+                    if isinstance(msg, PortalSuspended):
+                        tag = "PortalSuspended"
+                    await self.writer.write_result(b.finish(tag))
+                    sref.builder = ResultBuilder(self.setup.max_result_rows, statement_seq=sref.seq)
+                elif isinstance(msg, ErrorResponse):
+                    await self.writer.write_error(
+                        ErrorEvent(
+                            sqlstate=msg.sqlstate,
+                            message=msg.message,
+                            severity=msg.severity or "ERROR",
+                            fields=dict(msg.fields),
+                            source="gateway" if msg.message.startswith("pgwarden:") else "server",
+                            statement_seq=sref.seq if sref else None,
+                        )
+                    )
+                elif isinstance(msg, NoticeResponse):
+                    await self.writer.write_notice(
+                        NoticeEvent(
+                            message=msg.message,
+                            severity=msg.severity or "NOTICE",
+                            sqlstate=msg.sqlstate or "00000",
+                            fields=dict(msg.fields),
+                            statement_seq=sref.seq if sref else None,
+                        )
+                    )
+        except (RecordingError, OSError) as exc:
+            raise self._fail(exc) from None
+
+    async def end(self, reason: str) -> None:
+        state = "ended"
+        try:
+            written = await self.writer.end(reason)
+            last_seq, last_hash = written.seq, written.hash
+        except Exception:
+            log.exception("could not end the recording of session %s", self.info.id)
+            state, last_seq, last_hash = "crashed", None, None
+        try:
+            self.setup.store.end_session(
+                self.info.id,
+                ended_at=time.time(),
+                reason=reason,
+                state=state,  # type: ignore[arg-type]
+                last_seq=last_seq,
+                last_hash=last_hash,
+            )
+        except Exception:
+            log.exception("session index update failed for %s", self.info.id)
+
+
+__all__ = ["GATEWAY_INSTANCE", "RecordingSetup", "SessionEnd", "SessionRecorder", "StatementRef"]

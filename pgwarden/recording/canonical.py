@@ -1,0 +1,91 @@
+"""Canonical encoding and the hash chain: the exact bytes a recording is made of.
+
+Canonical JSON
+==============
+``canonical_json(obj)`` is ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False, allow_nan=False)`` encoded as UTF-8: keys sorted by code point, no
+whitespace, non-ASCII characters as themselves, control characters (newline included) escaped,
+NaN and infinities refused. A line of a recording therefore never contains a raw newline.
+
+The stored line and its hash
+============================
+For an event ``E`` (a JSON object holding ``v``, ``session``, ``seq``, ``ts``, ``type``,
+``prev`` and the payload fields, but not ``hash``)::
+
+    B    = canonical_json(E)                          # begins with "{" and ends with "}"
+    H    = sha256(bytes.fromhex(E["prev"]) || B)      # 32 bytes; written as 64 lowercase hex
+    line = B[:-1] || b',"hash":"' || hex(H) || b'"}' || b"\\n"
+
+So the stored line is B with the hash appended as the *last* member (the one place where the
+stored key order is not sorted), and ``prev`` of the first event is 64 zeros (``ZERO_HASH``).
+
+Verification never re-serialises a parsed object: ``unseal(line)`` cuts the fixed-shape suffix
+``,"hash":"<64 hex>"}`` off the stored bytes, puts the ``}`` back, and hashes exactly those
+bytes (``B``). Any change to any stored byte of an event changes its hash or breaks the suffix;
+the next event's ``prev`` pins the previous hash, so deleting, reordering or inserting lines
+breaks the chain too. Signed checkpoints (``signing.py``) pin the chain to a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pgwarden.recording.errors import FormatError
+
+__all__ = [
+    "HASH_KEY",
+    "ZERO_HASH",
+    "canonical_json",
+    "chain_hash",
+    "is_hex_hash",
+    "seal",
+    "unseal",
+]
+
+ZERO_HASH = "0" * 64
+HASH_KEY = "hash"
+
+_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical UTF-8 JSON bytes of ``obj`` (sorted keys, compact, no NaN)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def is_hex_hash(value: object) -> bool:
+    """True for a string of exactly 64 lowercase hex digits."""
+    return isinstance(value, str) and _HEX64.match(value) is not None
+
+
+def chain_hash(prev: str, body: bytes) -> str:
+    """``hex(sha256(bytes.fromhex(prev) || body))``."""
+    if not is_hex_hash(prev):
+        raise FormatError(f"prev is not a SHA-256 hex digest: {prev!r}")
+    return hashlib.sha256(bytes.fromhex(prev) + body).hexdigest()
+
+
+def seal(body: bytes, prev: str) -> tuple[bytes, str]:
+    """Append the chain hash to a canonical event body: returns ``(line, hash)``; the line
+    ends with a newline."""
+    if len(body) < 3 or body[:1] != b"{" or body[-1:] != b"}":
+        raise ValueError("an event body must be a non-empty JSON object")
+    digest = chain_hash(prev, body)
+    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
+
+
+def unseal(line: bytes) -> tuple[bytes, str]:
+    """Split one stored line (with or without its newline) into ``(body, hash)`` where
+    ``body`` is exactly the bytes the hash was computed over. Raises FormatError."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    match = _SUFFIX.search(line)
+    if match is None or match.start() < 2:
+        raise FormatError('the line does not end with ,"hash":"<64 hex digits>"}')
+    return line[: match.start()] + b"}", match.group(1).decode("ascii")

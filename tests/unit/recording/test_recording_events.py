@@ -1,0 +1,202 @@
+"""Canonical encoding, the stored-line format, values, results, migrations."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import uuid
+
+import pytest
+
+from pgwarden.recording.canonical import ZERO_HASH, canonical_json, chain_hash, seal, unseal
+from pgwarden.recording.codec import encode_event, parse_line, read_events
+from pgwarden.recording.compat import migrate
+from pgwarden.recording.errors import FormatError
+from pgwarden.recording.events import (
+    ApprovalEvent,
+    Column,
+    Decision,
+    ResultBuilder,
+    StatementEvent,
+    encode_params,
+    encode_value,
+    format_ts,
+    parse_ts,
+    statement_hash,
+    value_bytes,
+)
+
+
+def test_canonical_json() -> None:
+    assert canonical_json({"b": 1, "a": [1, "é", None], "c": {"z": True, "y": 1.5}}) == (
+        '{"a":[1,"é",null],"b":1,"c":{"y":1.5,"z":true}}'.encode()
+    )
+    assert canonical_json({"s": "line\nbreak\u2028"}) == '{"s":"line\\nbreak\u2028"}'.encode()
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_seal_is_exactly_the_documented_construction() -> None:
+    body = canonical_json({"prev": ZERO_HASH, "seq": 1, "type": "x"})
+    line, digest = seal(body, ZERO_HASH)
+    assert digest == hashlib.sha256(bytes(32) + body).hexdigest()
+    assert line == body[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+    assert unseal(line) == (body, digest)
+    assert unseal(line[:-1]) == (body, digest)
+    assert json.loads(line)["hash"] == digest
+    assert chain_hash(digest, b"{}") == hashlib.sha256(bytes.fromhex(digest) + b"{}").hexdigest()
+    with pytest.raises(FormatError):
+        unseal(b'{"a":1}\n')
+    with pytest.raises(FormatError):
+        unseal(body[:-1] + b',"hash":"ABC"}\n')
+    with pytest.raises(ValueError):
+        seal(b"{}", ZERO_HASH)
+    with pytest.raises(FormatError):
+        chain_hash("xyz", b"{}")
+
+
+def test_encode_event_and_parse_line() -> None:
+    line, digest = encode_event(
+        session="s1",
+        seq=1,
+        ts="2026-01-02T03:04:05.000000Z",
+        type_="session_end",
+        prev=ZERO_HASH,
+        payload={"reason": "bye"},
+    )
+    stored = parse_line(line)
+    assert stored.hash == digest
+    assert stored.obj == {
+        "v": 1,
+        "session": "s1",
+        "seq": 1,
+        "ts": "2026-01-02T03:04:05.000000Z",
+        "type": "session_end",
+        "prev": ZERO_HASH,
+        "reason": "bye",
+    }
+    events = read_events(line)
+    assert events[0].data == {"reason": "bye"}
+    assert events[0].to_dict()["hash"] == digest
+    assert events[0].raw == line[:-1]
+    with pytest.raises(ValueError, match="reserved"):
+        encode_event(session="s", seq=1, ts="t", type_="x", prev=ZERO_HASH, payload={"seq": 2})
+    with pytest.raises(FormatError):
+        read_events(line[:-1])  # incomplete last line
+    assert read_events(line + b"junk", strict=False) == events
+
+
+def test_timestamps() -> None:
+    t = 1_767_323_045.123456
+    ts = format_ts(t)
+    assert ts == "2026-01-02T03:04:05.123456Z"
+    assert parse_ts(ts) == pytest.approx(t)
+
+
+def test_values() -> None:
+    assert encode_value(None) is None
+    assert encode_value(b"hello") == "hello"
+    assert encode_value("é".encode()) == "é"
+    assert encode_value(b"\xff\xfe") == {"encoding": "base64", "data": "//4=", "format": "text"}
+    assert encode_value(struct.pack("!i", 42), binary=True, type_oid=23) == {
+        "encoding": "base64",
+        "data": "AAAAKg==",
+        "format": "binary",
+        "type_oid": 23,
+        "text": "42",
+    }
+    assert encode_value(struct.pack("!q", -7), binary=True, type_oid=20)["text"] == "-7"  # type: ignore[index]
+    assert encode_value(b"\x01", binary=True, type_oid=16)["text"] == "true"  # type: ignore[index]
+    assert encode_value(struct.pack("!d", 1.5), binary=True, type_oid=701)["text"] == "1.5"  # type: ignore[index]
+    assert encode_value(struct.pack("!d", float("nan")), binary=True, type_oid=701)["text"] == "NaN"  # type: ignore[index]
+    u = uuid.uuid4()
+    assert encode_value(u.bytes, binary=True, type_oid=2950)["text"] == str(u)  # type: ignore[index]
+    assert encode_value(b"\x01{}", binary=True, type_oid=3802)["text"] == "{}"  # type: ignore[index]
+    raw = encode_value(b"\x00\x01", binary=True, type_oid=17)
+    assert raw == {"encoding": "base64", "data": "AAE=", "format": "binary", "type_oid": 17}
+    assert encode_value(b"abc", binary=True) == {
+        "encoding": "base64",
+        "data": "YWJj",
+        "format": "binary",
+    }
+    for v in (None, b"x", b"\xff", struct.pack("!i", 1)):
+        for binary in (False, True):
+            assert value_bytes(encode_value(v, binary=binary, type_oid=23)) == v
+    with pytest.raises(ValueError):
+        value_bytes(12)
+
+
+def test_encode_params_follows_bind_format_codes() -> None:
+    vals = [b"1", b"\xff", None]
+    assert encode_params(vals) == [
+        "1",
+        {"encoding": "base64", "data": base64.b64encode(b"\xff").decode(), "format": "text"},
+        None,
+    ]
+    vals = [b"1", struct.pack("!i", 2), None]
+    all_binary = encode_params([struct.pack("!i", 5)], [1], [23])
+    assert all_binary[0]["text"] == "5"  # type: ignore[index]
+    mixed = encode_params(vals, [0, 1, 0], [23, 23, 25])
+    assert mixed[0] == "1" and mixed[1]["text"] == "2" and mixed[2] is None  # type: ignore[index]
+
+
+def test_statement_hash_and_payloads() -> None:
+    h = statement_hash("DELETE FROM t WHERE id = $1", ["5"])
+    expected = hashlib.sha256(b'{"params":["5"],"sql":"DELETE FROM t WHERE id = $1"}').hexdigest()
+    assert h == "sha256:" + expected
+    st = StatementEvent(
+        sql="DELETE FROM t WHERE id = $1",
+        protocol="extended",
+        decision=Decision("review"),
+        params=["5"],
+        statement_name="s1",
+        portal="",
+    )
+    assert st.statement_hash == h
+    p = st.to_payload()
+    assert p["decision"] == {"action": "review", "rule": None, "reason": "", "mode": "enforce"}
+    a = ApprovalEvent("ap-1", "approved", h, actor="dba-1", at=1_767_323_045.0, reason="ok")
+    assert a.to_payload()["at"] == "2026-01-02T03:04:05.000000Z"
+
+
+def _row_body(values: list[bytes | None]) -> bytes:
+    out = struct.pack("!h", len(values))
+    for v in values:
+        out += struct.pack("!i", -1) if v is None else struct.pack("!i", len(v)) + v
+    return out
+
+
+def test_result_builder_caps_rows_and_digests_everything() -> None:
+    b = ResultBuilder(cap=2, statement_seq=7)
+    b.set_columns([Column("id", 23), Column("email", 25)])
+    rows: list[list[bytes | None]] = [[b"1", b"[redacted]"], [b"2", None], [b"3", b"x@y"]]
+    for r in rows:
+        b.add_row(r)
+    b.count_masked("email", 1)
+    result = b.finish("SELECT 3")
+    assert result.rows == (("1", "[redacted]"), ("2", None))
+    assert result.row_count == 3 and result.truncated
+    assert (
+        result.digest
+        == "sha256:" + hashlib.sha256(b"".join(_row_body(r) for r in rows)).hexdigest()
+    )
+    payload = result.to_payload()
+    assert payload["rows_recorded"] == 2 and payload["statement_seq"] == 7
+    assert payload["masked"] == {"email": 1}
+    assert payload["columns"][0] == {"name": "id", "type_oid": 23, "format": 0}
+    small = ResultBuilder()
+    small.finish("UPDATE 0")
+    assert small.finish("UPDATE 0").truncated is False
+
+
+def test_migrate() -> None:
+    obj = {"v": 1, "type": "x"}
+    assert migrate(dict(obj)) == obj
+    with pytest.raises(FormatError, match="newer"):
+        migrate({"v": 2})
+    with pytest.raises(FormatError):
+        migrate({"v": "1"})
+    with pytest.raises(FormatError):
+        migrate({"v": 0})
