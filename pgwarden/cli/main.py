@@ -12,10 +12,13 @@ import typer
 
 from pgwarden import __version__
 from pgwarden.cli import policy as policy_cli
+from pgwarden.cli import sessions as sessions_cli
 from pgwarden.cli import token as token_cli
 from pgwarden.cli._common import ConfigOption, remember_config
 from pgwarden.cli.demo import demo_command
+from pgwarden.cli.replay import replay_command
 from pgwarden.cli.serve import serve_command
+from pgwarden.cli.verify import verify_command
 
 app = typer.Typer(
     name="pgwarden",
@@ -51,6 +54,9 @@ app.command("serve")(serve_command)
 app.command("demo")(demo_command)
 app.add_typer(token_cli.app, name="token")
 app.add_typer(policy_cli.app, name="policy")
+app.add_typer(sessions_cli.app, name="sessions")
+app.command("replay")(replay_command)
+app.command("verify")(verify_command)
 
 
 def main() -> None:

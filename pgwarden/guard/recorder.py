@@ -114,6 +114,20 @@ class SessionRecorder:
         info = self.info
         ident = info.identity
         claims = {k: ident.claims[k] for k in _CLAIMS_KEPT if k in ident.claims}
+        # Indexed first: a crash between the two leaves an indexed, recoverable session.
+        self.setup.store.create_session(
+            SessionRecord(
+                id=info.id,
+                subject=ident.subject,
+                issuer=ident.issuer,
+                target=info.target,
+                started_at=info.started_at,
+                groups=tuple(ident.groups),
+                client_addr=info.client_addr,
+                application_name=info.application_name,
+                gateway_instance=self.setup.instance,
+            )
+        )
         await self.writer.write_session_start(
             SessionStart(
                 subject=ident.subject,
@@ -127,19 +141,6 @@ class SessionRecorder:
                 claims=claims,
                 token_id=ident.token_id,
                 expires_at=ident.expires_at,
-            )
-        )
-        self.setup.store.create_session(
-            SessionRecord(
-                id=info.id,
-                subject=ident.subject,
-                issuer=ident.issuer,
-                target=info.target,
-                started_at=info.started_at,
-                groups=tuple(ident.groups),
-                client_addr=info.client_addr,
-                application_name=info.application_name,
-                gateway_instance=self.setup.instance,
             )
         )
         self.writer.start_auto_checkpoint()

@@ -1,0 +1,252 @@
+"""What the recording commands share: opening the session index, the recording storage and
+the keys from a ``Config`` exactly as the gateway does, and a few parsing/formatting helpers.
+
+Conventions (the gateway uses the same, so both see the same sessions):
+
+- session index: ``pgwarden.store.open_store(cfg.store, cfg.data_dir)``: ``store: null`` ->
+  SQLite at ``data_dir/pgwarden.db``; ``sqlite:///path`` -> that file.
+- recordings: ``pgwarden.recording.storage.open_storage(cfg.recordings, cfg.data_dir)``:
+  ``recordings: null`` -> ``data_dir/recordings/<session>.jsonl``; ``s3://bucket/prefix``
+  -> S3 (spool in ``data_dir/recordings-spool``); a path or ``file:///path`` -> that directory.
+- trusted public signing keys: ``load_trusted_keys(cfg.data_dir)``: ``data_dir/keys/
+  recording-signing.pub.pem`` plus retired ``recording-signing-*.pub.pem``; more with
+  ``--public-key FILE`` on the command line.
+- decryption key: ``RecordingCipher.from_env()`` (``PGWARDEN_RECORDING_KEY``, older keys in
+  ``PGWARDEN_RECORDING_OLD_KEYS``); only needed to read encrypted payloads, never to verify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pgwarden.cli._common import EXIT_CONFIG, fail
+from pgwarden.config import Config, parse_duration, redact_url
+from pgwarden.recording.codec import iter_lines, parse_line, read_events
+from pgwarden.recording.crypto import RecordingCipher
+from pgwarden.recording.errors import DecryptionError, FormatError
+from pgwarden.recording.events import Event, format_ts
+from pgwarden.recording.signing import load_public_key, load_trusted_keys
+from pgwarden.recording.storage import (
+    RecordingNotFound,
+    RecordingStorage,
+    StorageError,
+    check_session_id,
+    open_storage,
+)
+from pgwarden.store import DEFAULT_DB_NAME, Store, StoreError, open_store
+from pgwarden.store.base import SessionRecord
+
+__all__ = [
+    "PublicKeyOption",
+    "ReadLine",
+    "Recordings",
+    "is_encrypted",
+    "iso",
+    "load_recording",
+    "open_recordings",
+    "parse_time",
+    "read_lines",
+    "valid_session_id",
+]
+
+PublicKeyOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--public-key",
+        help="Also trust this Ed25519 public key (PEM) for checkpoint signatures; repeatable.",
+        metavar="FILE",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+
+@dataclass(slots=True)
+class Recordings:
+    """The session index, the recording storage and the keys of one config."""
+
+    config: Config
+    store: Store
+    storage: RecordingStorage
+    keys: list[Ed25519PublicKey] = field(default_factory=list)
+    cipher: RecordingCipher | None = None
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        if not valid_session_id(session_id):
+            return None
+        return self.store.get_session(session_id)
+
+    def read(self, session_id: str) -> bytes | None:
+        """The stored bytes of a recording, None when there is none."""
+        if not valid_session_id(session_id):
+            return None
+        try:
+            return self.storage.read(session_id)
+        except RecordingNotFound:
+            return None
+        except StorageError as exc:
+            fail(f"session {session_id}: {exc}")
+
+
+def valid_session_id(session_id: str) -> bool:
+    try:
+        check_session_id(session_id)
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def open_recordings(
+    cfg: Config,
+    *,
+    keys: bool = False,
+    extra_keys: Sequence[Path] = (),
+    cipher: bool = False,
+) -> Iterator[Recordings]:
+    """Open the store and the storage of ``cfg`` (and, when asked, the trusted public keys
+    and the decryption key from the environment); close them on exit. A bad setting or key
+    exits 2, an unreadable index or storage 1."""
+    data_dir = Path(cfg.data_dir)
+    the_cipher: RecordingCipher | None = None
+    if cipher:
+        try:
+            the_cipher = RecordingCipher.from_env()
+        except ValueError as exc:
+            fail(str(exc), EXIT_CONFIG)
+    trusted: list[Ed25519PublicKey] = []
+    if keys:
+        try:
+            trusted = load_trusted_keys(data_dir)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot load the recording signing keys in {data_dir / 'keys'}: {exc}")
+        for path in extra_keys:
+            try:
+                trusted.append(load_public_key(path.read_bytes()))
+            except (OSError, ValueError) as exc:
+                fail(f"--public-key {path}: {exc}", EXIT_CONFIG)
+    try:
+        store = open_store(cfg.store, data_dir)
+    except StoreError as exc:
+        fail(f"cannot open the session index: {exc}", EXIT_CONFIG)
+    except Exception as exc:  # sqlite3.Error, OSError, ...
+        where = redact_url(cfg.store) if cfg.store else data_dir / DEFAULT_DB_NAME
+        fail(f"cannot open the session index {where}: {exc}")
+    try:
+        storage = open_storage(cfg.recordings, data_dir)
+    except Exception as exc:
+        store.close()
+        fail(f"cannot open the recordings at {cfg.recordings or data_dir / 'recordings'}: {exc}")
+    try:
+        yield Recordings(cfg, store, storage, trusted, the_cipher)
+    finally:
+        with contextlib.suppress(Exception):
+            storage.shutdown()
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+def load_recording(rec: Recordings, session_id: str) -> tuple[SessionRecord | None, bytes]:
+    """The index entry and the stored bytes of a session; exits 1 with a clear message
+    when the session is unknown or its recording is gone."""
+    row = rec.session(session_id)
+    data = rec.read(session_id)
+    if data is None:
+        if row is None:
+            fail(f"no session {session_id!r} (not in the session index nor in the recordings)")
+        fail(f"session {session_id}: the recording is missing from {rec.storage.describe()}")
+    return row, data
+
+
+# --------------------------------------------------------------------------------------------
+# reading events tolerantly
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLine:
+    """One stored line: its event when readable, else why not."""
+
+    number: int  # 1-based line number
+    raw: bytes  # the stored line, without its newline
+    event: Event | None
+    problem: str | None = None
+
+
+def is_encrypted(data: bytes) -> bool:
+    """True when any stored line carries an encrypted payload."""
+    for line, _complete in iter_lines(data):
+        try:
+            if "enc" in parse_line(line).obj:
+                return True
+        except FormatError:
+            continue
+    return False
+
+
+def read_lines(data: bytes, cipher: RecordingCipher | None) -> list[ReadLine]:
+    """Every line of a recording, decoded one by one (a bad line does not stop the rest)."""
+    out: list[ReadLine] = []
+    for number, (line, complete) in enumerate(iter_lines(data), start=1):
+        if not complete:
+            out.append(ReadLine(number, line, None, "incomplete last line"))
+            continue
+        try:
+            events = read_events(line + b"\n", cipher=cipher)
+        except (FormatError, DecryptionError) as exc:
+            out.append(ReadLine(number, line, None, str(exc)))
+            continue
+        out.append(ReadLine(number, line, events[0] if events else None))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# times
+
+
+def iso(t: float | None) -> str | None:
+    """ISO-8601 UTC (``2026-01-02T03:04:05.123456Z``, as in recordings), None stays None."""
+    return None if t is None else format_ts(t)
+
+
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?\Z")
+
+
+def parse_time(value: str, option: str, *, now: float | None = None) -> float:
+    """A point in time for ``--since``/``--until``: ISO-8601 (a date, or a date and time; no
+    offset means UTC), unix seconds (``@1767225600``, or 9+ digits), ``now``, or a duration
+    ago (``15m``, ``2h``, ``7d``)."""
+    text = value.strip()
+    current = time.time() if now is None else now
+    if text.lower() == "now":
+        return current
+    if text.startswith("@") and _NUMBER.match(text[1:]):  # @unix-seconds, as in date(1)
+        return float(text[1:])
+    if _NUMBER.match(text) and len(text.split(".")[0]) >= 9:  # unix seconds
+        return float(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        pass
+    else:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    try:
+        ago = parse_duration(text)
+    except ValueError:
+        fail(
+            f"{option}: cannot read {value!r} as a time: give ISO-8601 (2026-01-02T15:04:05Z), "
+            "unix seconds, or a duration ago (15m, 2h, 7d)",
+            EXIT_CONFIG,
+        )
+    return current - ago
