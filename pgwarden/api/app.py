@@ -47,7 +47,9 @@ def create_app(gateway: Gateway | None = None, verifier: TokenVerifier | None = 
 
     @app.post("/api/v1/sessions/{session_id}/context")
     async def post_context(
-        session_id: str, request: Request, who: Annotated[Identity, Depends(caller)]
+        session_id: str,
+        request: Request,
+        who: Identity = Depends(caller),  # noqa: B008 - Annotated[...] cannot name a local
     ) -> dict[str, Any]:
         """Attach agent context (prompt, intent, ...) to a live session, as its own identity."""
         session = gateway.sessions.get(session_id) if gateway is not None else None
@@ -70,6 +72,8 @@ def create_app(gateway: Gateway | None = None, verifier: TokenVerifier | None = 
             raise HTTPException(409, "this session is not recorded")
         try:
             await recorder.apply_api_context(values, who.subject)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
         except EndSession as exc:
             raise HTTPException(503, str(exc)) from None
         return {"session": session_id, "context": recorder.context.session_context()}

@@ -203,11 +203,18 @@ class SessionRecorder:
             elif st.kind == "rollback":
                 changes = self.context.rollback()
                 source = "rollback"
+            elif st.kind == "set" and st.setting == "application_name":
+                if st.setting_value is not None:
+                    changes = self.context.set_application_name(st.setting_value)
+                    source = "application_name"
             elif st.kind == "set" and st.setting and st.setting.startswith("pgwarden."):
                 if st.setting_value is not None:
-                    changes = self.context.apply_set(
-                        st.setting, st.setting_value, local=st.setting_local
-                    )
+                    try:
+                        changes = self.context.apply_set(
+                            st.setting, st.setting_value, local=st.setting_local
+                        )
+                    except ValueError:
+                        changes = None  # a read-only name: the statement was refused anyway
                     source = "set_local" if st.setting_local else "set"
             elif (
                 st.kind == "reset"

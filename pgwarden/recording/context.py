@@ -211,11 +211,12 @@ class ContextState:
 
     def apply_api(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Values posted to ``/api/v1/sessions/{id}/context`` (``None`` removes a key)."""
-        changes: dict[str, Any] = {}
-        for name, value in values.items():
-            key = _key(str(name))
+        keys = [_key(str(name)) for name in values]
+        for key in keys:  # all checked before any applies: refused whole
             if key in READ_ONLY_KEYS:
                 raise ValueError(f"{key} is read-only")
+        changes: dict[str, Any] = {}
+        for key, value in zip(keys, values.values(), strict=True):
             if value is None:
                 self._api.pop(key, None)
             else:
