@@ -14,90 +14,23 @@ recorded with the decision).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pgwarden.config import TargetConfig
+from pgwarden.guard.sideconn import SideConnection
 from pgwarden.policy import RowEstimate
 from pgwarden.protocol.messages import (
     Bind,
-    CommandComplete,
-    DataRow,
-    ErrorResponse,
-    Execute,
-    Parse,
-    ReadyForQuery,
-    Sync,
 )
-from pgwarden.proxy import upstream as upstream_mod
-from pgwarden.proxy.upstream import Upstream, UpstreamError
+from pgwarden.proxy.upstream import UpstreamError
 
 log = logging.getLogger("pgwarden.estimator")
 
-_TIMEOUT = 5.0
-
-
-class _SideConnection:
-    def __init__(self, target: TargetConfig) -> None:
-        self.target = target
-        self.up: Upstream | None = None
-        self.lock = asyncio.Lock()
-
-    async def query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
-        """Run one statement with the given bind values; return the first column of each row."""
-        async with self.lock:
-            try:
-                return await asyncio.wait_for(self._query(sql, bind, param_types), _TIMEOUT)
-            except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
-                self.close()
-                raise
-
-    async def _query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
-        if self.up is None or self.up.writer.is_closing():
-            self.up = await upstream_mod.connect(
-                self.target, {"application_name": "pgwarden-estimator"}
-            )
-        up = self.up
-        if bind is not None:
-            b = Bind.build("", "", bind.params, bind.param_formats, (0,))
-        else:
-            b = Bind.build("", "", (), (), (0,))
-        up.writer.write(
-            Parse.build("", sql, param_types).raw + b.raw + Execute.build().raw + Sync.build().raw
-        )
-        await up.writer.drain()
-        rows: list[str] = []
-        error: ErrorResponse | None = None
-        while True:
-            msg = up.parser.next()
-            if msg is None:
-                data = await up.reader.read(65536)
-                if not data:
-                    raise UpstreamError("estimator connection closed")
-                up.parser.feed(data)
-                continue
-            if isinstance(msg, DataRow):
-                value = msg.values()[0]
-                rows.append(value.decode() if value is not None else "")
-            elif isinstance(msg, ErrorResponse):
-                error = msg
-            elif isinstance(msg, ReadyForQuery):
-                break
-            elif isinstance(msg, CommandComplete):
-                continue
-        if error is not None:
-            raise UpstreamError(error.message, error.sqlstate)
-        return rows
-
-    def close(self) -> None:
-        if self.up is not None:
-            with contextlib.suppress(Exception):
-                self.up.writer.close()
-        self.up = None
+_FAILURES = (UpstreamError, TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError)
 
 
 def _modify_nodes(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -118,15 +51,15 @@ class Estimator:
 
     def __init__(self, targets: Mapping[str, TargetConfig]) -> None:
         self._targets = targets
-        self._conns: dict[str, _SideConnection] = {}
+        self._conns: dict[str, SideConnection] = {}
 
-    def _conn(self, target: str) -> _SideConnection | None:
+    def _conn(self, target: str) -> SideConnection | None:
         conn = self._conns.get(target)
         if conn is None:
             cfg = self._targets.get(target)
             if cfg is None:
                 return None
-            conn = self._conns[target] = _SideConnection(cfg)
+            conn = self._conns[target] = SideConnection(cfg)
         return conn
 
     async def estimate(
@@ -136,37 +69,56 @@ class Estimator:
         if conn is None:
             return None
         try:
-            out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types)
-            doc = json.loads("".join(out))
-            plan = doc[0]["Plan"]
-            nodes = _modify_nodes(plan)
-            if not nodes:
-                return None
-            rows = 0.0
-            table_rows: float | None = None
-            for node in nodes:
-                rows += sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
-                rel, schema = node.get("Relation Name"), node.get("Schema")
-                if rel and schema:
-                    full = await conn.query(
-                        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608 - quoted identifiers from the plan
-                        None,
-                        (),
-                    )
-                    n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
-                    table_rows = n if table_rows is None else min(table_rows, n)
-            return RowEstimate(rows=rows, table_rows=table_rows)
-        except (
-            UpstreamError,
-            TimeoutError,
-            OSError,
-            ValueError,
-            KeyError,
-            IndexError,
-            TypeError,
-        ) as exc:
+            return await self._explain(conn, sql, bind, param_types)
+        except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
             return None
+
+    async def estimate_prepared(
+        self, target: str, body: str, execute_sql: str, name: str
+    ) -> RowEstimate | None:
+        """Estimate ``EXECUTE name(args)`` of a statement prepared as ``body``: the body is
+        prepared on the side connection under a name of its own and EXPLAIN EXECUTEd."""
+        conn = self._conn(target)
+        if conn is None:
+            return None
+        pattern = re.compile(r"^(\s*execute\s+)(\"?)" + re.escape(name) + r"\2", re.IGNORECASE)
+        renamed, n = pattern.subn(r"\1pgwarden_estimate", execute_sql, count=1)
+        if n != 1:
+            return None
+        try:
+            await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, ())
+            try:
+                return await self._explain(conn, renamed, None, ())
+            finally:
+                await conn.query("DEALLOCATE pgwarden_estimate", None, ())
+        except _FAILURES as exc:
+            log.info("no row estimate for a prepared statement on %s: %s", target, exc)
+            return None
+
+    async def _explain(
+        self, conn: SideConnection, sql: str, bind: Bind | None, param_types: Sequence[int]
+    ) -> RowEstimate | None:
+        out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types)
+        doc = json.loads("".join(out))
+        plan = doc[0]["Plan"]
+        nodes = _modify_nodes(plan)
+        if not nodes:
+            return None
+        rows = 0.0
+        table_rows: float | None = None
+        for node in nodes:
+            rows += sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
+            rel, schema = node.get("Relation Name"), node.get("Schema")
+            if rel and schema:
+                full = await conn.query(
+                    f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608
+                    None,
+                    (),
+                )
+                n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
+                table_rows = n if table_rows is None else min(table_rows, n)
+        return RowEstimate(rows=rows, table_rows=table_rows)
 
     async def close(self) -> None:
         for conn in self._conns.values():

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.recorder import RecordingSetup, SessionRecorder
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
+from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
 from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
@@ -27,7 +28,6 @@ from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
-_SESSION_ID_NAME = re.compile(r"pgwarden\s*\"?\s*\.\s*\"?session_id", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +38,67 @@ class Judgement:
     decision: Decision
 
 
+# Settings that change how the server reads SQL text or compares values: with them the
+# server could run something other than what the gateway classified.
+_PINNED = {
+    "standard_conforming_strings": {"on", "true", "yes", "1"},
+    "transform_null_equals": {"off", "false", "no", "0"},
+    "backslash_quote": {"safe_encoding", "off", "false", "no", "0"},
+}
+_PINNED_NAMES = re.compile(
+    r"standard_conforming_strings|transform_null_equals|backslash_quote|client_encoding"
+    r"|pgwarden\s*\"?\s*\.\s*\"?session_id",
+    re.IGNORECASE,
+)
+
+
 def _gateway_owned(c: Classification) -> str | None:
-    """Refuse changes to settings the gateway owns (the session id it reports)."""
+    """Refuse changes to settings the gateway owns or relies on to read SQL as the server
+    does (the session id it reports, string-literal rules, the client encoding)."""
     for st in c.statements:
-        if st.kind == "set" and st.setting and st.setting.lower() == "pgwarden.session_id":
+        if st.kind != "set" or not st.setting:
+            continue
+        name = st.setting.lower()
+        value = (st.setting_value or "").strip().strip("'").lower()
+        if name == "pgwarden.session_id":
             return "pgwarden.session_id is set by the gateway and cannot be changed"
+        if name in _PINNED and value not in _PINNED[name]:
+            return f"{name} cannot be changed through pgwarden (the gateway reads SQL with it)"
+        if name == "client_encoding" and (
+            st.setting_value is None or python_codec(st.setting_value.strip("'")) is None
+        ):
+            return "client_encoding can only be UTF8 or a single-byte encoding through pgwarden"
     if "set_config" in c.functions and (
-        _SESSION_ID_NAME.search(c.sql) or "dynamic_set_config" in c.flags
+        _PINNED_NAMES.search(c.sql) or "dynamic_set_config" in c.flags
     ):
-        return "set_config on pgwarden.session_id, or with a computed name, is not allowed"
+        return (
+            "set_config on a setting the gateway relies on, or with a computed name, is not allowed"
+        )
     return None
+
+
+_PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
+
+
+def _prepare_body(text: str) -> str | None:
+    """The statement text of ``PREPARE name [(types)] AS statement``, as the client wrote it."""
+    m = _PREPARE_BODY.match(text)
+    return m.group(1).strip().rstrip(";") if m else None
+
+
+def _temp_tables(c: Classification) -> set[str]:
+    """Temporary tables a query creates (not views: a temporary view writes through)."""
+    out: set[str] = set()
+    for st in c.statements:
+        for op in st.operations:
+            if (
+                op.kind in ("create", "create_table_as", "select_into")
+                and op.object_type == "temp_table"
+            ):
+                for t in op.targets:
+                    out.add(t)
+                    out.add(t.removeprefix("pg_temp."))
+    return out
 
 
 class GuardHooks(SessionHooks):
@@ -65,6 +116,11 @@ class GuardHooks(SessionHooks):
         self.recorder: SessionRecorder | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
         self.last: Judgement | None = None
+        # Once the session has temporary objects, a name may mean something else in this
+        # session than on the estimator's connection: estimates are no longer trusted.
+        self.temp_objects = False
+        self.temp_tables: set[str] = set()  # written rows there touch only this session
+        self.bodies: dict[str, str] = {}  # prepared statements' original text, for estimates
 
     # -- session ---------------------------------------------------------------------------
 
@@ -118,12 +174,22 @@ class GuardHooks(SessionHooks):
         bind: Bind | None,
         param_types: Sequence[int],
     ) -> list[RowEstimate | None] | None:
-        if self.estimator is None:
+        if self.estimator is None or self.temp_objects:
             return None
         out: list[RowEstimate | None] = []
+        earlier: dict[str, str] = {}  # PREPAREd earlier in this same string
         for st in c.statements:
             est = None
-            if st.estimate_sql and (st.kinds & _MODIFYING):
+            if st.kind == "prepare":
+                if st.prepared_name and st.body is not None:
+                    earlier[st.prepared_name] = _prepare_body(st.text) or st.body.sql
+            elif st.kind == "execute" and len(st.executes_prepared) == 1:
+                name = st.executes_prepared[0]
+                known = self.prepared.get(name)
+                body = earlier.get(name) or self.bodies.get(name) or (known.sql if known else None)
+                if body is not None and (st.kinds & _MODIFYING):
+                    est = await self.estimator.estimate_prepared(info.target, body, st.text, name)
+            elif st.estimate_sql and (st.kinds & _MODIFYING):
                 est = await self.estimator.estimate(info.target, st.estimate_sql, bind, param_types)
             out.append(est)
         return out
@@ -148,7 +214,43 @@ class GuardHooks(SessionHooks):
         if with_estimate and needs_estimate(self.policy, c, ident, info.target):
             estimates = await self._estimates(info, c, bind, param_types)
             decision = evaluate(self.policy, c, ident, info.target, estimates)
+            deciding = c.statements[decision.statement_index or 0]
+            scratch = self.temp_tables | _temp_tables(c)
+            if (
+                decision.estimate_missing
+                and decision.action == "allow"
+                and deciding.kind != "prepare"
+                and not (deciding.tables_written and deciding.tables_written <= scratch)
+            ):
+                # Fail closed: the rows it would touch are unknown, so a human decides.
+                decision = Decision(
+                    "review",
+                    "estimate-unavailable",
+                    f"{decision.reason}; the rows it would touch could not be estimated",
+                    self.policy.mode,
+                    statement_index=decision.statement_index,
+                    estimate_missing=True,
+                )
         return Judgement(c, decision)
+
+    def _note_allowed(self, c: Classification) -> None:
+        self.temp_tables |= _temp_tables(c)
+        for st in c.statements:
+            if st.kind == "prepare" and st.prepared_name:
+                body = _prepare_body(st.text)
+                if body:
+                    self.bodies.setdefault(st.prepared_name, body)
+            elif st.kind in ("deallocate", "discard"):
+                self.bodies.clear()  # only a cache of original texts: re-derived when needed
+        for st in c.statements:
+            for op in st.operations:
+                if (op.object_type or "").startswith("temp") or st.kind == "select_into":
+                    self.temp_objects = True
+
+    @staticmethod
+    def _worse(a: Judgement, b: Judgement) -> Judgement:
+        rank = {"allow": 0, "review": 1, "deny": 2}
+        return b if rank[b.decision.effective_action] > rank[a.decision.effective_action] else a
 
     @staticmethod
     def verdict(j: Judgement) -> Verdict:
@@ -170,6 +272,7 @@ class GuardHooks(SessionHooks):
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(sql))
+            self._note_allowed(c)
         return await self._record(j, verdict, sql, "simple")
 
     async def check_parse(self, info: SessionInfo, name: str, sql: str) -> Verdict:
@@ -183,11 +286,14 @@ class GuardHooks(SessionHooks):
             return await self._record(
                 j, self.verdict(j), sql, "extended", stmt=Statement(sql, "extended", name)
             )
-        if name:
-            # Protocol-level and SQL-level prepared statements share one namespace in
-            # PostgreSQL: `EXECUTE name` runs what this Parse prepared.
-            self.prepared.remember(name, c)
         return Verdict.allow()
+
+    def statement_prepared(self, info: SessionInfo, name: str, sql: str) -> None:
+        # Protocol-level and SQL-level prepared statements share one namespace in PostgreSQL:
+        # `EXECUTE name` runs what this Parse prepared, once the server has accepted it.
+        if name:
+            self.prepared.remember(name, self.prepared.resolve(classify_cached(sql)))
+            self.bodies[name] = sql
 
     async def check_execute(self, info: SessionInfo, stmt: Statement) -> Verdict:
         # The text is the one captured when the portal was bound (what the server will run);
@@ -199,10 +305,19 @@ class GuardHooks(SessionHooks):
                 "", f'prepared statement "{stmt.statement_name}" is not known to the gateway'
             )
         j = await self.judge(info, c, bind=stmt.bind, param_types=stmt.param_types)
+        # The name may also have been (re)defined at SQL level (PREPARE / DEALLOCATE) since:
+        # judge that definition too and keep the more severe outcome.
+        other = self.prepared.get(stmt.statement_name) if stmt.statement_name else None
+        if other is not None and other.sql != c.sql:
+            j2 = await self.judge(
+                info, self.prepared.resolve(other), bind=stmt.bind, param_types=stmt.param_types
+            )
+            j = self._worse(j, j2)
         self.last = j
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(stmt.sql))
+            self._note_allowed(c)
         return await self._record(j, verdict, stmt.sql, "extended", stmt=stmt)
 
     def statement_closed(self, info: SessionInfo, name: str) -> None:

@@ -98,7 +98,14 @@ class SessionHooks:
         return ALLOW
 
     def statement_closed(self, info: SessionInfo, name: str) -> None:
-        """The client closed a protocol-level prepared statement."""
+        """The server confirmed the close of a protocol-level prepared statement."""
+
+    def statement_prepared(self, info: SessionInfo, name: str, sql: str) -> None:
+        """The server confirmed a protocol-level Parse (ParseComplete) of ``name``."""
+
+    async def prepare_columns(self, info: SessionInfo, desc: RowDescription) -> None:
+        """A RowDescription is about to be relayed: resolve what the masking needs to know
+        about its columns (table names from OIDs) before rows arrive."""
 
     def filter_server_message(
         self, info: SessionInfo, msg: Message, columns: RowDescription | None

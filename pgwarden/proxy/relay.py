@@ -76,6 +76,15 @@ _SHOW_SESSION_ID = re.compile(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Portal:
+    statement: str
+    sql: str
+    param_types: tuple[int, ...]
+    bind: Bind
+    known: bool  # False: the statement was not prepared through this session
+
+
 @dataclass(slots=True)
 class Pending:
     kind: int
@@ -85,15 +94,8 @@ class Pending:
     result_formats: tuple[int, ...] = ()
     verdict: Verdict | None = None
     ref: object | None = None  # the hooks' handle on the statement this answers
-
-
-@dataclass(frozen=True, slots=True)
-class _Portal:
-    statement: str
-    sql: str
-    param_types: tuple[int, ...]
-    bind: Bind
-    known: bool  # False: the statement was not prepared through this session
+    parsed: tuple[str, tuple[int, ...]] | None = None  # PARSE: what the name will mean
+    portal: _Portal | None = None  # BIND: what the portal will run
 
 
 class SessionEnded(Exception):
@@ -133,10 +135,21 @@ class Relay:
         self.end_reason: str | None = None  # the first reason found wins
         self._refusal_token = "pgwarden_refused_" + secrets.token_hex(8)
         # Client-ordered view: what each name means at the time the client uses it.
+        # Names as the server knows them: a Parse or Bind takes effect here only when the
+        # server confirms it (ParseComplete / BindComplete), so a refused, failed or skipped
+        # one can never make the gateway judge one text while the server runs another.
         self.statements: dict[str, tuple[str, tuple[int, ...]]] = {}
         # A portal runs the statement as it was when bound, whatever happens to the
         # statement's name afterwards, so the text is captured at Bind.
         self.portals: dict[str, _Portal] = {}
+        # Within one Sync segment a later Bind/Execute can only run if the Parse/Bind before
+        # it succeeded, so the newest unconfirmed definition in the same segment is the one
+        # that counts; across a Sync the relay waits for the server's confirmation.
+        self.epoch = 0
+        self.tentative_stmt: dict[str, tuple[int, tuple[str, tuple[int, ...]]]] = {}
+        self.tentative_portal: dict[str, tuple[int, _Portal]] = {}
+        self.unconfirmed: dict[tuple[bytes, str], int] = {}
+        self.confirmed = asyncio.Event()
         # Server-ordered view: descriptions as the server reports them.
         self.stmt_desc: dict[str, RowDescription | None] = {}
         self.portal_stmt: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -260,6 +273,50 @@ class Relay:
         out.append(Execute.build(self._refusal_token, 1).raw)
         self._enqueue(Pending(INJECTED_EXT, verdict=verdict, ref=verdict.ref))
 
+    def _unconfirmed(self, kind: bytes, name: str, delta: int) -> None:
+        key = (kind, name)
+        n = self.unconfirmed.get(key, 0) + delta
+        if n > 0:
+            self.unconfirmed[key] = n
+        else:
+            self.unconfirmed.pop(key, None)
+        if delta < 0:
+            self.confirmed.set()
+
+    def _parse_sent(self, msg: Parse) -> None:
+        parsed = (msg.sql, msg.param_types)
+        self.tentative_stmt[msg.name] = (self.epoch, parsed)
+        self._unconfirmed(b"S", msg.name, 1)
+        self._enqueue(Pending(PARSE, name=msg.name, parsed=parsed))
+
+    async def _settle(self, kind: bytes, name: str, out: list[bytes]) -> None:
+        """Wait until the server has answered every Parse/Bind of ``name`` sent so far."""
+        if (kind, name) not in self.unconfirmed:
+            return
+        out.append(Flush.build().raw)  # the server holds answers until Flush or Sync
+        self.up.writer.write(b"".join(out))
+        out.clear()
+        await self.up.writer.drain()
+        while (kind, name) in self.unconfirmed:
+            self.confirmed.clear()
+            await self.confirmed.wait()
+
+    async def _statement_for_bind(
+        self, name: str, out: list[bytes]
+    ) -> tuple[str, tuple[int, ...]] | None:
+        tentative = self.tentative_stmt.get(name)
+        if tentative is not None and tentative[0] == self.epoch:
+            return tentative[1]
+        await self._settle(b"S", name, out)
+        return self.statements.get(name)
+
+    async def _portal_for_execute(self, name: str, out: list[bytes]) -> _Portal | None:
+        tentative = self.tentative_portal.get(name)
+        if tentative is not None and tentative[0] == self.epoch:
+            return tentative[1]
+        await self._settle(b"P", name, out)
+        return self.portals.get(name)
+
     def _session_id_sql(self) -> str:
         return f"SELECT '{self.info.id}'::text AS \"pgwarden.session_id\""
 
@@ -270,6 +327,7 @@ class Relay:
         elif isinstance(msg, Query):
             await self._check_token(out)
             self.statement_count += 1
+            self.epoch += 1
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Query.build(self._session_id_sql()).raw)
                 self._enqueue(Pending(QUERY))
@@ -289,15 +347,12 @@ class Relay:
             await self._check_token(out)
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Parse.build(msg.name, self._session_id_sql(), msg.param_types).raw)
-                self.statements[msg.name] = (msg.sql, msg.param_types)
-                self._enqueue(Pending(PARSE, name=msg.name))
+                self._parse_sent(msg)
                 return True
             verdict = await self._verdict(self.hooks.check_parse(self.info, msg.name, msg.sql))
             if verdict.action != "allow":
-                self.statements.pop(msg.name, None)
                 self._refuse_ext(verdict, out)
             else:
-                self.statements[msg.name] = (msg.sql, msg.param_types)
                 raw = (
                     msg.raw
                     if verdict.rewrite is None
@@ -306,25 +361,28 @@ class Relay:
                     ).raw
                 )
                 out.append(raw)
-                self._enqueue(Pending(PARSE, name=msg.name))
+                self._parse_sent(msg)
         elif isinstance(msg, Bind):
             await self._check_token(out)
-            prepared = self.statements.get(msg.statement)
+            prepared = await self._statement_for_bind(msg.statement, out)
             sql, types = prepared if prepared is not None else ("", ())
-            self.portals[msg.portal] = _Portal(msg.statement, sql, types, msg, prepared is not None)
+            bound = _Portal(msg.statement, sql, types, msg, prepared is not None)
             out.append(msg.raw)
+            self.tentative_portal[msg.portal] = (self.epoch, bound)
+            self._unconfirmed(b"P", msg.portal, 1)
             self._enqueue(
                 Pending(
                     BIND,
                     name=msg.portal,
                     statement=msg.statement,
                     result_formats=msg.result_formats,
+                    portal=bound,
                 )
             )
         elif isinstance(msg, Execute):
             await self._check_token(out)
             self.statement_count += 1
-            portal = self.portals.get(msg.portal)
+            portal = await self._portal_for_execute(msg.portal, out)
             stmt_name = portal.statement if portal else ""
             sql = portal.sql if portal else ""
             param_types = portal.param_types if portal else ()
@@ -353,15 +411,17 @@ class Relay:
             out.append(msg.raw)
             self._enqueue(Pending(DESCRIBE, name=msg.name, describe_kind=msg.kind))
         elif isinstance(msg, Close):
+            # Forgotten when the server confirms (CloseComplete); a Close in this segment
+            # also hides tentative definitions of the name.
             if msg.kind == b"S":
-                self.statements.pop(msg.name, None)
-                self.hooks.statement_closed(self.info, msg.name)
+                self.tentative_stmt.pop(msg.name, None)
             else:
-                self.portals.pop(msg.name, None)
+                self.tentative_portal.pop(msg.name, None)
             out.append(msg.raw)
             self._enqueue(Pending(CLOSE, name=msg.name, describe_kind=msg.kind))
         elif isinstance(msg, Sync):
             out.append(msg.raw)
+            self.epoch += 1
             if not self.copy_in:
                 self._enqueue(Pending(SYNC))
         elif isinstance(msg, Flush):
@@ -425,6 +485,16 @@ class Relay:
                         )
                         continue
                     ref = self.pending[0].ref if self.pending else None
+                    if isinstance(msg, RowDescription):
+                        try:
+                            await self.hooks.prepare_columns(self.info, msg)
+                        except Exception:
+                            log.exception("column preparation failed in %s", self.info.id)
+                            await self._fatal(
+                                "58000",
+                                "pgwarden: the result could not be checked for masking",
+                                "masking preparation failed",
+                            )
                     try:
                         fwd = self._on_server(msg)
                     except FatalToClient as fatal:
@@ -457,6 +527,11 @@ class Relay:
 
     def _pop(self) -> Pending | None:
         p = self.pending.popleft() if self.pending else None
+        if p is not None:
+            if p.kind == PARSE:
+                self._unconfirmed(b"S", p.name, -1)
+            elif p.kind == BIND:
+                self._unconfirmed(b"P", p.name, -1)
         if not self.pending:
             self.drained.set()
         return p
@@ -513,6 +588,9 @@ class Relay:
                 msg = ErrorResponse.build(v.sqlstate, f"pgwarden: {v.message}{rule}")
             else:
                 msg = self._filter(msg)
+            if front is not None and front.kind == PARSE and front.name == "":
+                # A failed Parse of the unnamed statement has already dropped the old one.
+                self.statements.pop("", None)
             while pending and pending[0].kind in _EXTENDED:
                 self._pop()
             if front is not None and front.kind == INJECTED_SIMPLE:
@@ -530,11 +608,16 @@ class Relay:
             return msg
         if isinstance(msg, ParseComplete):
             if front is not None and front.kind == PARSE:
+                if front.parsed is not None:
+                    self.statements[front.name] = front.parsed
+                    self.hooks.statement_prepared(self.info, front.name, front.parsed[0])
                 self._pop()
                 self.stmt_desc.pop(front.name, None)
             return msg
         if isinstance(msg, BindComplete):
             if front is not None and front.kind == BIND:
+                if front.portal is not None:
+                    self.portals[front.name] = front.portal
                 self._pop()
                 self.portal_stmt[front.name] = (front.statement, front.result_formats)
                 self.portal_desc.pop(front.name, None)
@@ -542,6 +625,11 @@ class Relay:
             return msg
         if isinstance(msg, CloseComplete):
             if front is not None and front.kind == CLOSE:
+                if front.describe_kind == b"S":
+                    self.statements.pop(front.name, None)
+                    self.hooks.statement_closed(self.info, front.name)
+                else:
+                    self.portals.pop(front.name, None)
                 self._pop()
             return msg
         if isinstance(msg, NoData):

@@ -58,7 +58,7 @@ ALLOWED_PARAMS = frozenset(
     for name in (
         "application_name", "client_encoding", "DateStyle", "TimeZone", "extra_float_digits",
         "search_path", "IntervalStyle", "bytea_output", "statement_timeout", "lock_timeout",
-        "idle_in_transaction_session_timeout", "standard_conforming_strings", "datestyle",
+        "idle_in_transaction_session_timeout", "datestyle",
         "timezone", "intervalstyle", "lc_monetary", "lc_numeric", "lc_time", "geqo",
         "application_name", "xmlbinary", "xmloption", "jit", "work_mem", "client_min_messages",
     )
@@ -68,6 +68,7 @@ FORBIDDEN_PARAMS = frozenset(
         "role", "session_authorization", "default_transaction_read_only", "transaction_read_only",
         "default_transaction_isolation", "session_replication_role", "row_security", "replication",
         "local_preload_libraries", "session_preload_libraries", "default_transaction_deferrable",
+        "standard_conforming_strings", "transform_null_equals", "backslash_quote",
     }
 )  # fmt: skip
 

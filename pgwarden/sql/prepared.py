@@ -96,8 +96,9 @@ class PreparedRegistry:
 
 
 def _apply(known: dict[str, Classification], st: StatementInfo) -> None:
+    # PREPARE of a name already in use fails on the server: the old statement stays.
     if st.kind == "prepare" and st.prepared_name is not None and st.body is not None:
-        known[st.prepared_name] = st.body
+        known.setdefault(st.prepared_name, st.body)
     elif st.kind == "deallocate":
         if st.prepared_name is None:
             known.clear()

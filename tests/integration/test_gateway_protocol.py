@@ -437,12 +437,15 @@ def test_unsupported_client_encoding_is_refused_with_a_message(
 ) -> None:
     with wire.RawConn.connect(gateway.host, gateway.port) as c:
         c.login("alice", "shop", gateway.token("alice"))
+        # Refused before it reaches the server (so nothing can be sent in the new encoding
+        # before the gateway knows of it); the session goes on in UTF-8.
         c.send(wire.query(f"set client_encoding to '{encoding}'"))
-        replies = c.recv_all(timeout=5)
+        replies = c.until_ready()
         errs = wire.errors(replies)
         assert errs, replies
         assert errs[0].sqlstate in ("22023", "0A000", "42501")
         assert "client_encoding" in errs[0].message or encoding in errs[0].message
+        assert wire.rows(c.simple("show client_encoding")) == [("UTF8",)]
 
 
 def test_unsupported_client_encoding_at_startup_is_refused(gateway: RunningGateway) -> None:

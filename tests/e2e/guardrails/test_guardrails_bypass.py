@@ -1,0 +1,829 @@
+"""Adversarial checks beyond the corpus: attempts to get a destructive effect past the gateway
+with protocol tricks, session settings, code, transactions and psql. Every test is judged by
+the data (the fingerprint of guardrails_support), and the gateway must stay alive.
+
+Tests marked ``xfail(strict=True, reason="BUG: ...")`` reproduce holes that are reported: they
+destroy data through the gateway today. A fix turns them into XPASS, which fails the run until
+the mark is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.guardrails.guardrails_support import (
+    OWNER,
+    SUBJECT,
+    TARGET,
+    GuardEnv,
+    Outcome,
+    describe_difference,
+    run_extended_unnamed,
+    run_gexec,
+    run_psql,
+    run_psql_raw,
+    run_simple,
+)
+from tests.support import wire
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+@pytest.fixture
+def raw(guard: GuardEnv) -> Iterator[Callable[[], wire.RawConn]]:
+    """``raw()`` -> a logged-in raw protocol connection to the gateway (closed afterwards)."""
+    opened: list[wire.RawConn] = []
+
+    def connect() -> wire.RawConn:
+        c = wire.RawConn.connect(guard.gw.host, guard.gw.port, timeout=15)
+        c.login(SUBJECT, TARGET, guard.token())
+        opened.append(c)
+        return c
+
+    yield connect
+    for c in opened:
+        c.terminate()
+
+
+def assert_unchanged(guard: GuardEnv, before: dict[str, Any], what: str, **kw: Any) -> None:
+    after = guard.fingerprint(**kw)
+    if after != before:
+        pytest.fail(
+            f"{what}\nTHE DATABASE CHANGED:\n{describe_difference(before, after)}", pytrace=False
+        )
+
+
+def refused(msgs: list[wire.Msg]) -> bool:
+    errs = wire.errors(msgs)
+    return (
+        bool(errs)
+        and errs[0].sqlstate in ("42501", "42601")
+        and (errs[0].message.startswith("pgwarden:"))
+    )
+
+
+def status(msgs: list[wire.Msg]) -> bytes:
+    assert msgs and msgs[-1].type == b"Z", msgs
+    return msgs[-1].status
+
+
+def one(c: wire.RawConn, *chunks: bytes) -> list[wire.Msg]:
+    """Send messages ending in Sync; the replies up to ReadyForQuery."""
+    c.send(*chunks)
+    return c.until_ready()
+
+
+INT4 = 23
+ALL_BY_PARAM = "DELETE FROM orders WHERE id > $1"  # with $1 = 0: every row
+TRUNCATE_IN_DO = "DO $$ BEGIN EXECUTE format('TRUNCATE %I', 'orders'); END $$"  # held (review)
+
+
+# ---------------------------------------------------------------------------------------------
+# extended protocol: Parse / Bind / Execute tricks
+
+
+def test_denied_parse_then_bind_and_execute_in_later_syncs(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    r1 = one(c, wire.parse("s", "DELETE FROM orders"), wire.sync())
+    r2 = one(c, wire.bind("", "s"), wire.sync())
+    r3 = one(c, wire.execute(""), wire.sync())
+    assert refused(r1), r1
+    assert wire.errors(r2) and wire.errors(r3), (r2, r3)
+    assert_unchanged(guard, before, "Parse / Bind / Execute of DELETE FROM orders, each synced")
+
+
+def test_held_statement_parsed_then_executed_later_is_judged_at_execute(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    assert status(one(c, wire.parse("s", TRUNCATE_IN_DO), wire.sync())) == b"I"
+    r = one(c, wire.bind("", "s"), wire.execute(""), wire.sync())
+    assert refused(r), r
+    r = one(c, wire.parse("w", ALL_BY_PARAM, [INT4]), wire.sync())
+    r = one(c, wire.bind("p", "w", ["0"]), wire.describe(b"P", "p"), wire.execute("p"), wire.sync())
+    assert refused(r), r
+    assert_unchanged(guard, before, "named statements judged at Execute")
+
+
+def test_unnamed_statement_replaced_after_bind(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    r = one(
+        c,
+        wire.parse("", TRUNCATE_IN_DO),
+        wire.bind("p", ""),
+        wire.parse("", "SELECT 1"),
+        wire.bind("", ""),
+        wire.execute(""),
+        wire.execute("p"),
+        wire.sync(),
+    )
+    assert refused(r), r
+    assert_unchanged(guard, before, "portal bound to the old unnamed statement")
+
+
+def test_named_statement_closed_and_reparsed_after_bind(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    r = one(
+        c,
+        wire.parse("s", ALL_BY_PARAM, [INT4]),
+        wire.bind("p", "s", ["0"]),
+        wire.close(b"S", "s"),
+        wire.parse("s", "SELECT $1::int", [INT4]),
+        wire.execute("p"),
+        wire.sync(),
+    )
+    assert refused(r), r
+    assert_unchanged(guard, before, "portal outliving its closed and re-parsed statement")
+
+
+def test_portal_executed_in_pieces(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    sql = "WITH d AS (DELETE FROM orders WHERE id > $1 RETURNING id) SELECT id FROM d"
+    assert status(one(c, wire.query("BEGIN"))) == b"T"
+    r = one(
+        c,
+        wire.parse("s", sql, [INT4]),
+        wire.bind("p", "s", ["0"]),
+        wire.execute("p", 1),
+        wire.execute("p", 1),
+        wire.sync(),
+    )
+    assert refused(r), r
+    assert status(r) == b"E"
+    r = one(c, wire.query("COMMIT"))
+    assert [m.tag for m in r if m.type == b"C"] == ["ROLLBACK"], r
+    assert_unchanged(guard, before, "portal executed row by row")
+
+
+def test_protocol_bind_to_a_statement_prepared_in_sql(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    """The relay never saw the text of a SQL-level PREPARE: Bind/Execute of it fails closed."""
+    c = raw()
+    c.simple("PREPARE s(int) AS UPDATE orders SET amount = 0 WHERE id > $1")
+    r = one(c, wire.bind("", "s", ["0"]), wire.execute(""), wire.sync())
+    assert wire.errors(r), r
+    assert_unchanged(guard, before, "protocol Execute of a SQL-prepared statement")
+
+
+def test_sql_execute_of_a_denied_protocol_statement(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    assert refused(one(c, wire.parse("p", "DELETE FROM orders"), wire.sync()))
+    assert refused(c.simple("EXECUTE p"))
+    assert refused(c.simple("EXPLAIN ANALYZE EXECUTE p"))
+    assert_unchanged(guard, before, "SQL EXECUTE of a refused protocol statement")
+
+
+def test_sql_execute_of_a_targeted_protocol_statement_runs(
+    guard: GuardEnv, raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    assert status(one(c, wire.parse("p", "DELETE FROM orders WHERE id = $1", [INT4]), wire.sync()))
+    r = c.simple("EXECUTE p(5)")
+    assert [m.tag for m in r if m.type == b"C"] == ["DELETE 1"], r
+    assert guard.counts()["orders"] == 299
+
+
+def test_function_call_message_is_refused(guard: GuardEnv, raw: Callable[[], wire.RawConn]) -> None:
+    """The fast-path FunctionCall runs a function by OID, out of sight of SQL: lo_unlink."""
+    (oid,) = guard.admin.execute("SELECT lo_from_bytea(0, 'keep me')").fetchone()
+    try:
+        before = guard.fingerprint()
+        c = raw()
+        (fn,) = guard.admin.execute("SELECT 'lo_unlink(oid)'::regprocedure::oid").fetchone()
+        r = one(c, wire.function_call(int(fn), [str(oid).encode()]))
+        assert refused(r), r
+        assert_unchanged(guard, before, "FunctionCall lo_unlink")
+    finally:
+        guard.admin.execute("SELECT lo_unlink(%s)", [oid])
+
+
+# --- the relay's idea of what a name means drifts from the server's --------------------------
+
+DESYNC = (
+    "BUG: the relay records a Parse's text under its statement name before the server "
+    "accepts it; when the server refuses the Parse (42P05 prepared statement already exists) "
+    "the relay keeps the new, harmless text while the server keeps the old statement, so "
+    "Bind/Execute (or SQL EXECUTE) is judged as the harmless text and runs the old one"
+)
+SQL_NAME_REUSE = (
+    "BUG: SQL DEALLOCATE / DISCARD ALL / PREPARE do not update the relay's protocol-level "
+    "statement map: after `DEALLOCATE s; PREPARE s AS <write>`, a protocol Bind/Execute of s "
+    "is judged as the statement the client once Parsed under that name"
+)
+PORTAL_DESYNC = (
+    "BUG: the relay records a Bind's portal before the server accepts it; a Bind that fails "
+    "(42P03 cursor already exists) inside a savepoint, rolled back, leaves the old portal on "
+    "the server while the gateway judges Execute of it as the new statement"
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "types", "params"),
+    [
+        pytest.param(ALL_BY_PARAM, [INT4], ["0"], id="delete-by-param"),
+        pytest.param(TRUNCATE_IN_DO, [], [], id="held-do-block"),
+        pytest.param(
+            "ALTER TABLE orders ALTER COLUMN amount TYPE int USING 0", [], [], id="held-alter-table"
+        ),
+    ],
+)
+def test_failed_reparse_of_a_named_statement(
+    guard: GuardEnv,
+    before: dict[str, Any],
+    raw: Callable[[], wire.RawConn],
+    first: str,
+    types: list[int],
+    params: list[str],
+) -> None:
+    c = raw()
+    one(c, wire.parse("s", first, types), wire.sync())
+    r = one(c, wire.parse("s", "SELECT 1" if not types else "SELECT $1::int", types), wire.sync())
+    assert wire.errors(r), r  # 42P05: the server keeps the first statement
+    one(c, wire.bind("", "s", params), wire.execute(""), wire.sync())
+    assert_unchanged(guard, before, f"Parse s={first!r}; failed re-Parse; Bind/Execute s")
+
+
+def test_failed_reparse_of_a_denied_statement_is_not_reachable(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    """Control for the test above: a statement denied at Parse never reaches the server."""
+    c = raw()
+    assert refused(one(c, wire.parse("s", "DELETE FROM orders"), wire.sync()))
+    one(c, wire.parse("s", "SELECT 1"), wire.sync())
+    one(c, wire.bind("", "s"), wire.execute(""), wire.sync())
+    assert_unchanged(guard, before, "denied Parse, then re-Parse, then Execute")
+
+
+def test_sql_execute_after_a_failed_reparse(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    one(c, wire.parse("s", TRUNCATE_IN_DO), wire.sync())
+    one(c, wire.parse("s", "SELECT 1"), wire.sync())
+    c.simple("EXECUTE s")
+    assert_unchanged(guard, before, "Parse s=<DO block>; failed re-Parse; SQL EXECUTE s")
+
+
+def test_protocol_parse_colliding_with_a_sql_prepare(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    c.simple("PREPARE s(int) AS UPDATE orders SET amount = 0 WHERE id > $1")
+    one(c, wire.parse("s", "SELECT $1::int", [INT4]), wire.sync())
+    one(c, wire.bind("", "s", ["0"]), wire.execute(""), wire.sync())
+    assert_unchanged(guard, before, "SQL PREPARE s; protocol Parse s (fails); Bind/Execute s")
+
+
+@pytest.mark.parametrize("reset", ["DEALLOCATE s", "DEALLOCATE ALL", "DISCARD ALL"])
+def test_sql_reset_then_prepare_under_a_protocol_name(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn], reset: str
+) -> None:
+    c = raw()
+    one(c, wire.parse("s", "SELECT $1::int", [INT4]), wire.sync())
+    c.simple(reset)
+    c.simple("PREPARE s(int) AS DELETE FROM orders WHERE id > $1")
+    one(c, wire.bind("", "s", ["0"]), wire.execute(""), wire.sync())
+    assert_unchanged(guard, before, f"Parse s; {reset}; PREPARE s AS DELETE; Bind/Execute s")
+
+
+def test_failed_bind_inside_a_savepoint(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    c.simple("BEGIN")
+    one(
+        c,
+        wire.parse("s1", TRUNCATE_IN_DO),
+        wire.parse("s2", "SELECT 1"),
+        wire.bind("p", "s1"),
+        wire.sync(),
+    )
+    c.simple("SAVEPOINT a")
+    one(c, wire.bind("p", "s2"), wire.sync())  # 42P03: portal p already exists
+    c.simple("ROLLBACK TO SAVEPOINT a")
+    one(c, wire.execute("p"), wire.sync())
+    c.simple("COMMIT")
+    assert_unchanged(guard, before, "Bind p=<DO>; SAVEPOINT; Bind p=SELECT fails; Execute p")
+
+
+# ---------------------------------------------------------------------------------------------
+# session settings that change how the server reads the same text
+
+SMUGGLED = "SELECT 'x\\''; DELETE FROM orders; --'"  # one string literal, unless scs is off
+SCS = (
+    "BUG: standard_conforming_strings=off is allowed (SET, set_config, startup option), but "
+    "the classifier always lexes with it on: `SELECT 'x\\''; DELETE FROM orders; --'` is one "
+    "string literal to the gateway and a SELECT plus DELETE FROM orders to the server"
+)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "SET standard_conforming_strings = off",
+        "SET standard_conforming_strings TO 'off'",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "startup-option",
+    ],
+)
+def test_standard_conforming_strings_off_smuggles_a_statement(
+    guard: GuardEnv, before: dict[str, Any], how: str
+) -> None:
+    extra = {"options": "-c standard_conforming_strings=off"} if how == "startup-option" else {}
+    try:
+        conn_cm = guard.connect(**extra)
+    except psycopg.Error:
+        assert how == "startup-option"
+        assert_unchanged(guard, before, how)  # refused at connect: nothing could run
+        return
+    with conn_cm as conn:
+        if how != "startup-option":
+            with pytest.raises(psycopg.Error):  # refused: the gateway reads SQL with it on
+                conn.execute(how)
+        try:
+            conn.execute(SMUGGLED)
+        except psycopg.Error:
+            pass
+    assert_unchanged(guard, before, f"{how}; then {SMUGGLED!r}")
+
+
+def test_smuggled_string_is_harmless_with_standard_conforming_strings(
+    guard: GuardEnv, before: dict[str, Any]
+) -> None:
+    """Control: the same text, default settings, is one harmless SELECT."""
+    assert run_simple(guard, SMUGGLED).ok
+    assert_unchanged(guard, before, SMUGGLED)
+
+
+@pytest.mark.parametrize(
+    ("setting", "sql"),
+    [
+        ("SET transform_null_equals = on", "DELETE FROM orders WHERE NULL = NULL"),
+        (
+            "SELECT set_config('transform_null_equals', 'on', false)",
+            "UPDATE customers SET phone = NULL WHERE NULL = NULL",
+        ),
+    ],
+)
+def test_transform_null_equals_turns_no_rows_into_every_row(
+    guard: GuardEnv, before: dict[str, Any], setting: str, sql: str
+) -> None:
+    with guard.connect() as conn:
+        with pytest.raises(psycopg.Error):  # refused: NULL = NULL must keep meaning no row
+            conn.execute(setting)
+        try:
+            conn.execute(sql)
+        except psycopg.Error:
+            pass
+    assert_unchanged(guard, before, f"{setting}; {sql}")
+
+
+def test_pipelined_query_after_client_encoding_change(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    payload = b"SELECT E'\xc2\x81\x5c'; DELETE FROM orders; --'"
+    assert payload.decode("utf-8")  # valid UTF-8: one string literal to the gateway
+    c = raw()
+    c.send(
+        wire.frame(b"Q", b"SET client_encoding TO 'SJIS'\x00"),
+        wire.frame(b"Q", payload + b"\x00"),
+    )
+    refused = c.until_ready()  # the SET is refused before it reaches the server
+    assert wire.errors(refused) and wire.errors(refused)[0].sqlstate == "42501"
+    c.until_ready()  # the query stays UTF-8: one harmless string literal
+    time.sleep(0.3)
+    assert_unchanged(guard, before, "SET client_encoding SJIS + pipelined query")
+
+
+def test_client_encoding_sjis_is_refused_when_not_pipelined(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    c.send(wire.query("SET client_encoding TO 'SJIS'"))
+    refused = c.until_ready()  # refused; the session goes on in UTF-8
+    assert wire.errors(refused) and wire.errors(refused)[0].sqlstate == "42501"
+    assert_unchanged(guard, before, "SET client_encoding SJIS")
+    assert guard.gateway_alive()
+
+
+IDENTITY_CHANGES = [
+    "SET ROLE postgres",
+    "SET ROLE NONE",
+    "SET SESSION AUTHORIZATION postgres",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "RESET SESSION AUTHORIZATION",
+    "SET LOCAL ROLE postgres",
+    "SELECT set_config('role', 'postgres', false)",
+    "SELECT set_config('session_authorization', 'postgres', false)",
+    "SELECT set_config('ro' || 'le', 'postgres', false)",
+    "SELECT pg_catalog.set_config(setting_name => 'role', new_value => 'postgres', "
+    "is_local => false)",
+    "SELECT * FROM set_config('role', 'postgres', false)",
+    "ALTER ROLE CURRENT_USER SUPERUSER",
+    "GRANT postgres TO CURRENT_USER",
+    "ALTER SYSTEM SET log_statement = 'none'",
+    "ALTER SYSTEM RESET ALL",
+    "SELECT pg_reload_conf()",
+]
+
+
+@pytest.mark.parametrize("sql", IDENTITY_CHANGES)
+def test_identity_and_server_changes_are_refused(
+    guard: GuardEnv, before: dict[str, Any], sql: str
+) -> None:
+    with guard.connect() as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(sql)
+        assert err.value.sqlstate in ("42501", "42601"), err.value
+        assert str(err.value).startswith("pgwarden:"), err.value
+        assert conn.execute("SELECT current_user, session_user").fetchone() == (OWNER, OWNER)
+    assert_unchanged(guard, before, sql)
+
+
+@pytest.mark.parametrize(
+    "options", ["-c role=postgres", "-c session_authorization=postgres", "--role=postgres"]
+)
+def test_identity_changes_in_startup_options_are_refused(guard: GuardEnv, options: str) -> None:
+    with pytest.raises(psycopg.OperationalError, match="pgwarden"):
+        psycopg.connect(guard.dsn(options=options)).close()
+
+
+# ---------------------------------------------------------------------------------------------
+# code, functions, server files and SQL strings
+
+DANGEROUS = [
+    "COPY orders FROM PROGRAM 'true'",
+    "COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'",
+    "COPY orders TO '/tmp/gr_orders.csv'",
+    "COPY orders FROM '/dev/null'",
+    "SELECT lo_import('/etc/hostname')",
+    "SELECT pg_catalog.lo_import('/etc/hostname', 424242)",
+    "SELECT * FROM lo_import('/etc/hostname')",
+    "SELECT lo_unlink(l.oid) FROM pg_largeobject_metadata l",
+    "SELECT dblink_connect('dbname=guardrails_shop')",
+    "SELECT * FROM dblink('dbname=guardrails_shop', 'DELETE FROM orders RETURNING 1') AS t(x int)",
+    "SELECT query_to_xml('delete from orders returning 1', true, true, '')",
+    "SELECT * FROM query_to_xml('delete from orders returning 1', true, true, '')",
+    "SELECT \"query_to_xml\"('delete from orders returning 1', true, true, '')",
+    "SELECT xmlelement(name x, pg_catalog.query_to_xml('delete from orders returning 1', true, "
+    "true, ''))",
+    "SELECT 1 FROM orders WHERE id = 1 AND query_to_xml('truncate orders', true, true, '') IS NOT "
+    "NULL",
+    "SELECT query_to_xml_and_xmlschema('delete from orders returning 1', true, true, '')",
+    "SELECT ts_stat('delete from orders returning to_tsvector(status)')",
+    "ALTER SYSTEM SET archive_command = 'rm -rf /'",
+    "LOAD 'plpgsql'",
+    "DO $$ BEGIN DELETE FROM orders WHERE id > 0; END $$",
+    "DO $do$ BEGIN EXECUTE 'DEL' || 'ETE FROM orders'; END $do$",
+    "DO $$ BEGIN EXECUTE (SELECT 'TRUNCATE orders'); END $$",
+    "DO $$ DECLARE q text := 'DELETE FROM orders'; BEGIN EXECUTE q; END $$",
+    "DO LANGUAGE sql $$ DELETE FROM orders $$",
+    "CALL pg_catalog.pg_sleep(0)",
+    "CREATE FUNCTION pg_temp.wipe() RETURNS void LANGUAGE sql AS $$ DELETE FROM orders $$",
+    "CREATE PROCEDURE pg_temp.wipe() LANGUAGE sql AS $$ TRUNCATE orders $$",
+    "CREATE OR REPLACE FUNCTION public.harmless() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "CREATE RULE wipe AS ON SELECT TO orders DO INSTEAD SELECT * FROM customers",
+    "CREATE RULE wipe AS ON INSERT TO products DO ALSO TRUNCATE orders",
+    "CREATE TRIGGER t BEFORE INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION "
+    "suppress_redundant_updates_trigger()",
+    "ALTER TABLE orders DISABLE TRIGGER ALL",
+    "ALTER TABLE orders ENABLE ROW LEVEL SECURITY",
+    "CREATE POLICY nothing ON orders USING (false)",
+    "ALTER TABLE orders RENAME TO orders_gone",
+    "ALTER TABLE orders ALTER COLUMN amount SET DEFAULT 0",
+    "ALTER TABLE orders ALTER COLUMN amount TYPE int USING 0",
+    "COMMENT ON TABLE orders IS NULL",
+    "CREATE TABLE orders_copy AS SELECT * FROM orders",
+    "SELECT * INTO orders_copy FROM orders",
+    "CREATE INDEX ON orders ((1/0))",
+    "REFRESH MATERIALIZED VIEW orders",
+    "VACUUM FULL orders",
+    "CLUSTER orders USING orders_pkey",
+    "DROP TABLE IF EXISTS orders CASCADE",
+    "DROP SCHEMA public",
+    "DROP OWNED BY guardrails_app",
+    "REASSIGN OWNED BY guardrails_app TO postgres",
+    "TRUNCATE pg_temp.nope, orders",
+    "PREPARE TRANSACTION 'x'",
+    "SECURITY LABEL ON TABLE orders IS 'x'",
+    "GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC",
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+    "'pgwarden-estimator'",
+    "SELECT pg_cancel_backend(pg_backend_pid())",
+    "SELECT setval('orders_id_seq', 1, false), pg_catalog.lo_creat(-1)",
+    "EXPLAIN ANALYZE SELECT query_to_xml('delete from orders returning 1', true, true, '')",
+    "WITH x AS MATERIALIZED (DELETE FROM orders RETURNING 1) SELECT 1 WHERE false",
+    "SELECT 1 FROM (SELECT 1) s, LATERAL (SELECT query_to_xml('truncate orders', true, true, "
+    "'')) q",
+]
+DANGEROUS_PROTOCOLS: dict[str, Callable[[GuardEnv, str], Outcome]] = {
+    "simple": run_simple,
+    "extended": run_extended_unnamed,
+    "psql": run_psql,
+}
+
+
+@pytest.mark.parametrize("protocol", list(DANGEROUS_PROTOCOLS))
+@pytest.mark.parametrize("sql", DANGEROUS)
+def test_code_files_and_sql_strings_are_refused(
+    guard: GuardEnv, before: dict[str, Any], protocol: str, sql: str
+) -> None:
+    outcome = DANGEROUS_PROTOCOLS[protocol](guard, sql)
+    assert_unchanged(guard, before, f"{sql!r} via {protocol}: {outcome}")
+    assert not outcome.ok, f"{sql!r} via {protocol}: succeeded"
+    assert outcome.refused or (
+        # a held statement is parsed by the server before the gateway judges it at Execute
+        protocol == "extended" and (outcome.sqlstate or "").startswith("42")
+    ), f"{sql!r} via {protocol}: {outcome}"
+
+
+def test_function_created_in_an_earlier_statement(guard: GuardEnv, before: dict[str, Any]) -> None:
+    with guard.connect() as conn:
+        for sql in (
+            "CREATE FUNCTION pg_temp.wipe() RETURNS void LANGUAGE sql AS $$ DELETE FROM orders $$",
+            "CREATE FUNCTION public.wipe() RETURNS void LANGUAGE plpgsql AS "
+            "$$ BEGIN DELETE FROM orders; END $$",
+        ):
+            with pytest.raises(psycopg.Error):
+                conn.execute(sql)
+        for sql in ("SELECT pg_temp.wipe()", "SELECT public.wipe()", "SELECT wipe()"):
+            with pytest.raises(psycopg.Error):
+                conn.execute(sql)
+    assert_unchanged(guard, before, "CREATE FUNCTION wipe(); SELECT wipe()")
+
+
+def test_rule_and_trigger_on_a_temporary_view_are_refused(
+    guard: GuardEnv, before: dict[str, Any]
+) -> None:
+    with guard.connect() as conn:
+        conn.execute("CREATE TEMP VIEW v AS SELECT id FROM products")  # allowed scratch object
+        conn.execute("CREATE TEMP TABLE t (x int)")
+        for sql in (
+            "CREATE RULE r AS ON INSERT TO v DO INSTEAD DELETE FROM orders WHERE id > 0",
+            "CREATE RULE r AS ON INSERT TO t DO ALSO UPDATE orders SET amount = 0 WHERE id > 0",
+            "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION "
+            "suppress_redundant_updates_trigger()",
+        ):
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute(sql)
+            assert str(err.value).startswith("pgwarden:"), err.value
+        conn.execute("INSERT INTO t VALUES (1)")
+        hooks = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_rewrite WHERE rulename = 'r'), "
+            "(SELECT count(*) FROM pg_trigger WHERE tgname = 'tr')"
+        ).fetchone()
+        assert hooks == (0, 0)
+    assert_unchanged(guard, before, "rules and triggers on scratch objects")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (policy gap): a SELECT of an existing user-defined function whose body writes "
+    "is allowed (only CALL is treated as opaque): `SELECT purge_orders()` deletes every order",
+)
+def test_existing_function_that_writes_called_through_select(
+    guard: GuardEnv, before: dict[str, Any]
+) -> None:
+    guard.admin.execute(
+        "CREATE FUNCTION public.purge_orders() RETURNS void LANGUAGE sql "
+        "AS 'DELETE FROM orders WHERE id > 0'; "
+        f"ALTER FUNCTION public.purge_orders() OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        outcome = run_simple(guard, "SELECT purge_orders()")
+        assert_unchanged(guard, before, f"SELECT purge_orders() (created by the owner): {outcome}")
+        assert outcome.refused, outcome
+    finally:
+        guard.admin.execute("DROP FUNCTION IF EXISTS public.purge_orders()")
+
+
+def test_existing_procedure_called_is_held(guard: GuardEnv) -> None:
+    guard.admin.execute(
+        "CREATE PROCEDURE public.purge_orders_proc() LANGUAGE sql "
+        "AS 'DELETE FROM orders WHERE id > 0'; "
+        f"ALTER PROCEDURE public.purge_orders_proc() OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        for run in (run_simple, run_extended_unnamed, run_psql):
+            outcome = run(guard, "CALL purge_orders_proc()")
+            assert outcome.refused, outcome
+        assert_unchanged(guard, before, "CALL purge_orders_proc()")
+    finally:
+        guard.admin.execute("DROP PROCEDURE IF EXISTS public.purge_orders_proc()")
+
+
+# ---------------------------------------------------------------------------------------------
+# transactions
+
+INSERT_ONE = "INSERT INTO orders (id, customer_id, amount, status) VALUES (5000, 1, 1, 'paid')"
+INSERT_TWO = "INSERT INTO orders (id, customer_id, amount, status) VALUES (5001, 2, 2, 'paid')"
+
+
+def order_ids(guard: GuardEnv, *ids: int) -> list[int]:
+    rows = guard.admin.execute(
+        "SELECT id FROM orders WHERE id = ANY(%s) ORDER BY id", [list(ids)]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "destructive",
+    ["DELETE FROM orders", "TRUNCATE orders", "DELETE FROM orders WHERE id > 0",
+     "DO $$ BEGIN DELETE FROM orders; END $$"],
+)  # fmt: skip
+def test_refusal_inside_a_transaction_leaves_it_failed_and_commit_rolls_back(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn], destructive: str
+) -> None:
+    c = raw()
+    assert status(c.simple("BEGIN")) == b"T"
+    assert status(c.simple(INSERT_ONE)) == b"T"
+    r = c.simple(destructive)
+    assert refused(r), r
+    assert status(r) == b"E"  # the transaction is failed, as if the statement had failed
+    r = c.simple(INSERT_TWO)
+    assert wire.errors(r)[0].sqlstate == "25P02", r  # current transaction is aborted
+    r = c.simple("COMMIT")
+    assert [m.tag for m in r if m.type == b"C"] == ["ROLLBACK"], r
+    assert status(r) == b"I"
+    assert order_ids(guard, 5000, 5001) == []
+    assert_unchanged(guard, before, f"BEGIN; INSERT; {destructive}; COMMIT")
+    assert wire.rows(c.simple("SELECT 42")) == [("42",)]  # the session goes on
+
+
+def test_refusal_in_an_extended_transaction(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    r = one(
+        c,
+        wire.extended("BEGIN"),
+        wire.extended(INSERT_ONE),
+        wire.sync(),
+    )
+    assert status(r) == b"T"
+    r = one(c, wire.extended("DELETE FROM orders"), wire.extended(INSERT_TWO), wire.sync())
+    assert refused(r), r
+    assert status(r) == b"E"
+    r = one(c, wire.extended("COMMIT"), wire.sync())
+    assert [m.tag for m in r if m.type == b"C"] == ["ROLLBACK"], r
+    assert order_ids(guard, 5000, 5001) == []
+    assert_unchanged(guard, before, "extended BEGIN; INSERT; DELETE; COMMIT")
+
+
+def test_psycopg_transaction_with_a_refused_statement_commits_nothing(
+    guard: GuardEnv, before: dict[str, Any]
+) -> None:
+    with guard.connect(autocommit=False) as conn:
+        conn.execute(INSERT_ONE)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE orders SET amount = 0")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn.commit()  # the server answers ROLLBACK
+    assert order_ids(guard, 5000) == []
+    assert_unchanged(guard, before, "psycopg transaction: INSERT; UPDATE without WHERE; commit")
+
+
+def test_rollback_to_savepoint_after_a_refusal_keeps_the_good_work(guard: GuardEnv) -> None:
+    before = guard.counts()
+    with guard.connect() as conn:
+        conn.execute("BEGIN")
+        conn.execute(INSERT_ONE)
+        conn.execute("SAVEPOINT s")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM orders")
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.execute(INSERT_TWO)
+        conn.execute("COMMIT")
+    assert order_ids(guard, 5000, 5001) == [5000, 5001]
+    assert guard.counts() == {**before, "orders": before["orders"] + 2}
+
+
+def test_refused_query_inside_a_transaction_opened_by_an_earlier_query(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    assert status(c.simple(f"BEGIN; {INSERT_ONE}")) == b"T"
+    r = c.simple("DELETE FROM orders; COMMIT")  # refused whole: the COMMIT does not run either
+    assert refused(r), r
+    assert status(r) == b"E"
+    c.simple("COMMIT")
+    assert order_ids(guard, 5000) == []
+    assert_unchanged(guard, before, "BEGIN; INSERT | DELETE FROM orders; COMMIT | COMMIT")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [f"SELECT 1; {INSERT_ONE}; DELETE FROM orders",
+     f"{INSERT_ONE}; TRUNCATE orders",
+     f"BEGIN; {INSERT_ONE}; COMMIT; DELETE FROM orders WHERE true",
+     f"{INSERT_ONE}; SELECT pg_terminate_backend(0)"],
+)  # fmt: skip
+def test_multi_statement_query_is_refused_whole(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn], sql: str
+) -> None:
+    c = raw()
+    r = c.simple(sql)
+    assert wire.types(r) == [b"E", b"Z"], r  # nothing of it ran, not even the first statement
+    assert refused(r)
+    assert_unchanged(guard, before, sql)
+
+
+def test_extended_pipeline_with_a_refused_statement_commits_nothing(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    c = raw()
+    r = one(
+        c,
+        wire.extended(INSERT_ONE),
+        wire.extended("SELECT 1"),
+        wire.extended("DELETE FROM orders WHERE 1 = 1"),
+        wire.extended(INSERT_TWO),
+        wire.sync(),
+    )
+    tags = [m.tag for m in r if m.type == b"C"]
+    assert tags == ["INSERT 0 1", "SELECT 1"], r  # ran, then rolled back with the pipeline
+    assert refused(r) and len(wire.errors(r)) == 1, r
+    assert [m.type for m in r].count(b"Z") == 1
+    assert order_ids(guard, 5000, 5001) == []
+    assert_unchanged(guard, before, "pipeline INSERT; SELECT; DELETE ... 1=1; INSERT; Sync")
+
+
+def test_pipeline_without_a_refusal_commits(
+    guard: GuardEnv, raw: Callable[[], wire.RawConn]
+) -> None:
+    """Control for the pipeline tests: the same INSERT commits when nothing is refused."""
+    c = raw()
+    r = one(c, wire.extended(INSERT_ONE), wire.extended("SELECT 1"), wire.sync())
+    assert not wire.errors(r), r
+    assert order_ids(guard, 5000) == [5000]
+
+
+def test_psycopg_pipeline_without_a_refusal_commits(guard: GuardEnv) -> None:
+    with guard.connect() as conn, conn.pipeline():
+        conn.execute(INSERT_ONE)
+        conn.execute("SELECT 1")
+    assert order_ids(guard, 5000) == [5000]
+
+
+# ---------------------------------------------------------------------------------------------
+# psql
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "SELECT 'DELETE FROM orders' \\gexec",
+        "SELECT format('TRUNCATE %I', tablename) FROM pg_tables WHERE schemaname = 'public' "
+        "\\gexec",
+        "SELECT 'SELECT 1', 'DELETE FROM orders', 'SELECT 2' \\gexec",
+        "SELECT 'UPDATE ' || relname || ' SET amount = 0' FROM pg_class WHERE relname = 'orders' "
+        "\\gexec",
+        "SELECT 'DELETE FROM orders WHERE id ' || '> 0' \\gexec",
+        "SELECT 'DO $$ BEGIN DELETE FROM orders; END $$' \\gexec",
+        "\\set t orders\nDELETE FROM :t;",
+        "\\set w 'WHERE 1=1'\nUPDATE orders SET amount = 0 :w;",
+        "BEGIN;\nINSERT INTO orders (id, customer_id, amount, status) VALUES (5000, 1, 1, 'paid');"
+        "\nDELETE FROM orders;\nCOMMIT;",
+        "SELECT 'DELETE FROM orders' AS q \\gset\n:q;",
+    ],
+)
+def test_psql_scripts_and_gexec_are_refused(
+    guard: GuardEnv, before: dict[str, Any], script: str
+) -> None:
+    proc = run_psql_raw(guard, input=script + "\n")
+    assert proc.returncode != 0, proc.stdout
+    assert "pgwarden:" in proc.stderr, proc.stderr
+    assert_unchanged(guard, before, f"psql script {script!r}: {proc.stderr}")
+
+
+def test_gexec_of_targeted_work_runs(guard: GuardEnv) -> None:
+    outcome = run_gexec(guard, "DELETE FROM orders WHERE id = 7")
+    assert outcome.ok, outcome
+    assert order_ids(guard, 7) == []
+    assert guard.counts()["orders"] == 299
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_gateway_is_alive_after_the_attempts(guard_env: GuardEnv) -> None:
+    assert guard_env.gateway_alive()
