@@ -90,6 +90,7 @@ class SessionRecorder:
         self.setup = setup
         self.info = info
         self.context = ContextState(info.application_name or None)
+        self.counts = {"allowed": 0, "denied": 0, "reviewed": 0, "masked": 0}
         self.writer = RecordingWriter(
             info.id,
             setup.storage,
@@ -103,6 +104,18 @@ class SessionRecorder:
     def _progress(self, written: Any) -> None:
         try:
             self.setup.store.record_progress(self.info.id, written.seq, written.hash)
+        except Exception:
+            log.exception("session index update failed for %s", self.info.id)
+        self._flush_counts()
+
+    def _flush_counts(self) -> None:
+        # The index is updated in batches (at checkpoints and at the end): one SQLite commit
+        # per statement would cost more than the statement.
+        if not any(self.counts.values()):
+            return
+        counts, self.counts = self.counts, dict.fromkeys(self.counts, 0)
+        try:
+            self.setup.store.add_counts(self.info.id, **counts)
         except Exception:
             log.exception("session index update failed for %s", self.info.id)
 
@@ -183,10 +196,7 @@ class SessionRecorder:
         outcome = {"allow": "allowed", "deny": "denied", "review": "reviewed"}.get(
             decision.effective_action, "denied"
         )
-        try:
-            self.setup.store.count_statement(self.info.id, outcome)  # type: ignore[arg-type]
-        except Exception:
-            log.exception("session index update failed for %s", self.info.id)
+        self.counts[outcome] += 1
         builder = ResultBuilder(self.setup.max_result_rows, statement_seq=written.seq)
         return StatementRef(written.seq, builder)
 
@@ -298,6 +308,7 @@ class SessionRecorder:
             raise self._fail(exc) from None
 
     async def end(self, reason: str) -> None:
+        self._flush_counts()
         state = "ended"
         try:
             written = await self.writer.end(reason)

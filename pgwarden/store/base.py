@@ -164,6 +164,18 @@ class Store(Protocol):
         self, session_id: str, outcome: Outcome, *, masked: bool = False
     ) -> None: ...
 
+    def add_counts(
+        self,
+        session_id: str,
+        *,
+        allowed: int = 0,
+        denied: int = 0,
+        reviewed: int = 0,
+        masked: int = 0,
+    ) -> None:
+        """Add batched statement counts (one write for many statements)."""
+        ...
+
     def end_session(
         self,
         session_id: str,

@@ -80,6 +80,28 @@ class MemoryStore:
                 changes["masked"] = current.masked + 1
             self._sessions[session_id] = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
 
+    def add_counts(
+        self,
+        session_id: str,
+        *,
+        allowed: int = 0,
+        denied: int = 0,
+        reviewed: int = 0,
+        masked: int = 0,
+    ) -> None:
+        with self._lock:
+            current = self._sessions.get(session_id)
+            if current is None:
+                raise StoreError(f"no session {session_id}")
+            self._sessions[session_id] = dataclasses.replace(
+                current,
+                statements=current.statements + allowed + denied + reviewed,
+                allowed=current.allowed + allowed,
+                denied=current.denied + denied,
+                reviewed=current.reviewed + reviewed,
+                masked=current.masked + masked,
+            )
+
     def end_session(
         self,
         session_id: str,

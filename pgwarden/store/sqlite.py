@@ -293,6 +293,22 @@ class SqliteStore:
         )
         self._require(cur, session_id)
 
+    def add_counts(
+        self,
+        session_id: str,
+        *,
+        allowed: int = 0,
+        denied: int = 0,
+        reviewed: int = 0,
+        masked: int = 0,
+    ) -> None:
+        cur = self._exec(
+            "UPDATE sessions SET statements = statements + ?, allowed = allowed + ?, "
+            "denied = denied + ?, reviewed = reviewed + ?, masked = masked + ? WHERE id = ?",
+            (allowed + denied + reviewed, allowed, denied, reviewed, masked, session_id),
+        )
+        self._require(cur, session_id)
+
     def end_session(
         self,
         session_id: str,
