@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from pgwarden.masking._common import NO_COUNTS, ColumnPlan, _Same, guard, rule_counter_key
@@ -178,15 +178,21 @@ class CopyMasker:
 
     def _csv_complete(self, buf: bytes) -> int:
         """Length of the complete CSV records at the start of ``buf``."""
+        last = 0
+        for last in self._csv_record_ends(buf):  # noqa: B007 - the last end is the answer
+            pass
+        return last
+
+    def _csv_record_ends(self, buf: bytes) -> Iterator[int]:
+        """Offsets just past each complete CSV record (newlines inside quotes don't end one)."""
         quote, escape = self._quote[0], self._escape[0]
         in_quotes = False
-        last = 0
         pos = 0
         search = self._csv_special.search
         while True:
             m = search(buf, pos)
             if m is None:
-                return last
+                return
             j = m.start()
             c = buf[j]
             if in_quotes:
@@ -198,7 +204,7 @@ class CopyMasker:
             elif c == quote:
                 in_quotes = True
             elif c == 10:
-                last = j + 1
+                yield j + 1
             pos = j + 1
 
     def _text_rules(self, block: bytes) -> tuple[bytes, Counter[str], bool]:
@@ -238,34 +244,12 @@ class CopyMasker:
             return [line + b"\n" for line in block.split(b"\n")[:-1]]
         out = []
         pos = 0
-        while pos < len(block):
-            end = self._first_csv_record(block, pos)
+        for end in self._csv_record_ends(block):
             out.append(block[pos:end])
             pos = end
+        if pos < len(block):
+            out.append(block[pos:])  # an unterminated last record
         return out
-
-    def _first_csv_record(self, buf: bytes, start: int) -> int:
-        quote, escape = self._quote[0], self._escape[0]
-        in_quotes = False
-        pos = start
-        search = self._csv_special.search
-        while True:
-            m = search(buf, pos)
-            if m is None:
-                return len(buf)
-            j = m.start()
-            c = buf[j]
-            if in_quotes:
-                if c == escape and escape != quote:
-                    pos = j + 2
-                    continue
-                if c == quote:
-                    in_quotes = False
-            elif c == quote:
-                in_quotes = True
-            elif c == 10:
-                return j + 1
-            pos = j + 1
 
     def _text_split(self, body: bytes) -> list[tuple[int, int]]:
         fields = []
