@@ -115,7 +115,6 @@ class GuardHooks(SessionHooks):
         self.recording = recording
         self.recorder: SessionRecorder | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
-        self.last: Judgement | None = None
         # Once the session has temporary objects, a name may mean something else in this
         # session than on the estimator's connection: estimates are no longer trusted.
         self.temp_objects = False
@@ -268,7 +267,6 @@ class GuardHooks(SessionHooks):
     async def check_query(self, info: SessionInfo, sql: str) -> Verdict:
         c = self.prepared.resolve(classify_cached(sql))
         j = await self.judge(info, c)
-        self.last = j
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(sql))
@@ -280,7 +278,6 @@ class GuardHooks(SessionHooks):
         # Refuse now what no parameter value can make acceptable; estimates wait for Execute.
         j = await self.judge(info, c, with_estimate=False)
         if j.decision.effective_action == "deny":
-            self.last = j
             if name:
                 self.prepared.forget(name)
             return await self._record(
@@ -313,7 +310,6 @@ class GuardHooks(SessionHooks):
                 info, self.prepared.resolve(other), bind=stmt.bind, param_types=stmt.param_types
             )
             j = self._worse(j, j2)
-        self.last = j
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(stmt.sql))

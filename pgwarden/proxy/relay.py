@@ -156,7 +156,6 @@ class Relay:
         self.portal_desc: dict[str, RowDescription | None] = {}
         self.columns: RowDescription | None = None
         self.copy_in = False  # the server is in COPY FROM STDIN: it ignores Sync and Flush
-        self.statement_count = 0
 
     # -----------------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -326,7 +325,6 @@ class Relay:
             out.append(msg.raw)
         elif isinstance(msg, Query):
             await self._check_token(out)
-            self.statement_count += 1
             self.epoch += 1
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Query.build(self._session_id_sql()).raw)
@@ -381,7 +379,6 @@ class Relay:
             )
         elif isinstance(msg, Execute):
             await self._check_token(out)
-            self.statement_count += 1
             portal = await self._portal_for_execute(msg.portal, out)
             stmt_name = portal.statement if portal else ""
             sql = portal.sql if portal else ""

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pgwarden.auth.identity import AuthError, Identity
+from pgwarden.auth.identity import AuthError
 from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config, TargetConfig
 from pgwarden.protocol.encodings import python_codec
@@ -505,7 +505,3 @@ class Gateway:
             log.exception("cancel hook failed")
         up = session.upstream
         await upstream_mod.send_cancel(session.target, up.pid, up.secret)
-
-
-def identity_summary(identity: Identity) -> str:
-    return f"{identity.subject} ({identity.issuer})"
