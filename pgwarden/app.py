@@ -10,13 +10,16 @@ from collections.abc import Callable
 import uvicorn
 
 from pgwarden.api.app import create_app
+from pgwarden.approvals import ApprovalService
 from pgwarden.auth.local_issuer import LocalIssuer
 from pgwarden.auth.oidc import OidcIssuerConfig
 from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config
+from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.hooks import GuardHooks
 from pgwarden.guard.recorder import GATEWAY_INSTANCE, RecordingSetup
+from pgwarden.masking import Masker, load_masking, masking_key
 from pgwarden.policy import load_policy
 from pgwarden.proxy.server import Gateway
 from pgwarden.recording import (
@@ -39,6 +42,13 @@ def build_verifier(config: Config) -> TokenVerifier:
         for o in ident.oidc
     ]
     return TokenVerifier(local_issuer=local, oidc=oidc, max_token_ttl=ident.max_token_ttl)
+
+
+def build_masker(config: Config) -> Masker:
+    """The compiled masking configuration, with its hash key (created in data_dir once)."""
+    masking = load_masking(config.masking)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Masker(masking, masking_key(masking, config.data_dir))
 
 
 def build_recording(config: Config) -> RecordingSetup:
@@ -67,9 +77,17 @@ class Server:
         self.policy = load_policy(config.policy)
         self.estimator = Estimator(config.targets)
         self.recording = build_recording(config)
+        self.masker = build_masker(config)
+        self.catalog = Catalog(config.targets)
+        self.approvals = ApprovalService(self.recording.store, config.approvals)
         policy, estimator, recording = self.policy, self.estimator, self.recording
+        masker, catalog, approvals = self.masker, self.catalog, self.approvals
         self.gateway = Gateway(
-            config, self.verifier, lambda info: GuardHooks(policy, estimator, recording)
+            config,
+            self.verifier,
+            lambda info: GuardHooks(
+                policy, estimator, recording, masker=masker, catalog=catalog, approvals=approvals
+            ),
         )
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -86,10 +104,14 @@ class Server:
                 len(report.recovered),
                 len(report.failed),
             )
+        # Requests a previous process left pending can no longer run: withdrawn cleanly.
+        stale = await self.approvals.withdraw_stale()
+        if stale:
+            log.warning("withdrew %d approval request(s) left by a previous run", stale)
         await self.gateway.start()
         api = self.config.api.listen
         uv_config = uvicorn.Config(
-            create_app(self.gateway, self.verifier),
+            create_app(self.gateway, self.verifier, self.approvals),
             host=api.host,
             port=api.port,
             log_level="warning",
@@ -104,6 +126,10 @@ class Server:
                 self._api_task.result()
                 raise RuntimeError(f"the API could not listen on {api.host}:{api.port}")
             await asyncio.sleep(0.02)
+        port = next(
+            (s.getsockname()[1] for srv in self._api.servers for s in srv.sockets), api.port
+        )
+        self.approvals.console_url = f"http://{api.host}:{port}/console"
 
     async def stop(self) -> None:
         if self._api is not None:
@@ -112,7 +138,9 @@ class Server:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._api_task, 5)
         await self.gateway.close()
+        await self.approvals.aclose()
         await self.estimator.close()
+        await self.catalog.close()
         if self.recording.committer is not None:
             self.recording.committer.close()
         await self.verifier.aclose()

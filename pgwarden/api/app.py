@@ -1,5 +1,6 @@
-"""The HTTP API (FastAPI): health and the agent-context endpoint; the console and the
-read/decide endpoints arrive with their capabilities.
+"""The HTTP API (FastAPI): health, the agent-context endpoint and the approvals endpoints
+(``pgwarden.api.approvals``); the console and the session endpoints arrive with their
+capabilities.
 
 Every ``/api/`` call needs ``Authorization: Bearer <token>``, verified by the same issuers as
 the wire protocol.
@@ -12,17 +13,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 
 from pgwarden import __version__
+from pgwarden.api.approvals import approvals_router
 from pgwarden.auth.identity import AuthError, Identity
 from pgwarden.proxy.hooks import EndSession
 
 if TYPE_CHECKING:
+    from pgwarden.approvals.service import ApprovalService
     from pgwarden.auth.verifier import TokenVerifier
     from pgwarden.proxy.server import Gateway
 
 MAX_CONTEXT_BYTES = 64 * 1024
 
 
-def create_app(gateway: Gateway | None = None, verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(
+    gateway: Gateway | None = None,
+    verifier: TokenVerifier | None = None,
+    approvals: ApprovalService | None = None,
+) -> FastAPI:
     app = FastAPI(title="pgwarden", version=__version__, docs_url=None, redoc_url=None)
 
     async def caller(authorization: Annotated[str | None, Header()] = None) -> Identity:
@@ -77,5 +84,7 @@ def create_app(gateway: Gateway | None = None, verifier: TokenVerifier | None = 
         except EndSession as exc:
             raise HTTPException(503, str(exc)) from None
         return {"session": session_id, "context": recorder.context.session_context()}
+
+    app.include_router(approvals_router(approvals, caller))
 
     return app

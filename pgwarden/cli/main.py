@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from pgwarden import __version__
+from pgwarden.cli import approvals as approvals_cli
 from pgwarden.cli import policy as policy_cli
 from pgwarden.cli import sessions as sessions_cli
 from pgwarden.cli import token as token_cli
@@ -57,6 +58,7 @@ app.add_typer(policy_cli.app, name="policy")
 app.add_typer(sessions_cli.app, name="sessions")
 app.command("replay")(replay_command)
 app.command("verify")(verify_command)
+app.add_typer(approvals_cli.app, name="approvals")
 
 
 def main() -> None:

@@ -4,6 +4,12 @@ masking rule on ``customers.ssn`` holds however the query aliases or renames it.
 
 The map is loaded per target from ``pg_attribute`` on the gateway's side connection, and
 reloaded (at most every few seconds) when a result names a table OID it does not know yet.
+
+Views: a result column of a view points at the view, not at the table behind it. A view
+column is traced to the base column it depends on (``pg_depend`` of the view's rewrite rule)
+that has the same name, through views of views; a renamed column (``ssn AS tax_id``) keeps
+the view's own lineage, so only a rule naming the view or a ``*.column`` rule matches it
+(content detectors apply either way).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE a.attnum > 0 AND NOT a.attisdropped
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT coalesce(string_agg(r.ev_class::text || '|' || d.refobjid::text || '|' ||
+                           d.refobjsubid::text, E'\\n'), '')
+FROM pg_rewrite r
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+  AND d.refobjid <> r.ev_class
 """
 _MIN_RELOAD = 2.0
 
@@ -46,13 +59,43 @@ class _TargetCatalog:
             if time.monotonic() - self.loaded_at < _MIN_RELOAD and self.loaded_at:
                 return
             rows = await self.conn.query(_QUERY, None, ())
-            columns: dict[tuple[int, int], tuple[str, str, str]] = {}
-            for line in "".join(rows).splitlines():
+            own: dict[tuple[int, int], tuple[str, str, str]] = {}
+            for line in rows[0].splitlines():
                 oid, attnum, schema, table, column = line.split("|", 4)
-                columns[(int(oid), int(attnum))] = (schema, table, column)
-            self.columns = columns
-            self.tables = {oid for oid, _ in columns}
+                own[(int(oid), int(attnum))] = (schema, table, column)
+            deps: dict[int, list[tuple[int, int]]] = {}
+            for line in (rows[1] if len(rows) > 1 else "").splitlines():
+                view, base, attnum = line.split("|", 2)
+                deps.setdefault(int(view), []).append((int(base), int(attnum)))
+            self.columns = _trace_views(own, deps)
+            self.tables = {oid for oid, _ in self.columns}
             self.loaded_at = time.monotonic()
+
+
+def _trace_views(
+    own: dict[tuple[int, int], tuple[str, str, str]],
+    deps: dict[int, list[tuple[int, int]]],
+) -> dict[tuple[int, int], tuple[str, str, str]]:
+    """Each view column mapped to the one same-named base column its view depends on."""
+    out = dict(own)
+    for (oid, attnum), (_, _, column) in own.items():
+        seen = {oid}
+        current = oid
+        target = own[(oid, attnum)]
+        while current in deps:
+            same = {
+                own[d]
+                for d in deps[current]
+                if d in own and own[d][2] == column and d[0] not in seen
+            }
+            bases = {d[0] for d in deps[current] if d in own and own[d] in same}
+            if len(same) != 1 or len(bases) != 1:
+                break
+            target = next(iter(same))
+            current = next(iter(bases))
+            seen.add(current)
+        out[(oid, attnum)] = target
+    return out
 
 
 class Catalog:
@@ -80,6 +123,17 @@ class Catalog:
             log.warning("cannot read the catalog of %s: %s", target, exc)
             return False
         return True
+
+    async def describe(self, target: str, sql: str) -> RowDescription | None:
+        """The columns ``sql`` would return, described (never run) on the side connection,
+        with their tables loaded for ``resolve``. Raises when it cannot be described."""
+        cat = self._cat(target)
+        if cat is None:
+            raise LookupError(f"unknown target {target!r}")
+        desc = await cat.conn.describe(sql)
+        if desc is not None and not await self.prepare(target, desc):
+            raise LookupError("the catalog could not be read")
+        return desc
 
     def resolve(self, target: str, table_oid: int, attnum: int) -> tuple[str, str, str] | None:
         """(schema, table, column) of a result column, or None (computed or unknown)."""

@@ -7,27 +7,47 @@ known (row estimates, approvals), is made at Execute. Named statements are remem
 ``EXECUTE p`` and a protocol-level Execute of a named statement are judged by what was
 prepared.
 
-``review`` is refused until approvals exist in the data path (fail closed).
+``review``: the statement is held until a human decides (``pgwarden.approvals``); without an
+approval service it is refused (fail closed).
+
+Results: every server message passes through the session's masking (``SessionMasking``)
+before it is recorded or sent; what was masked is counted into the recording, never the value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
+from pgwarden.approvals import ApprovalService, PendingApproval
+from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
-from pgwarden.guard.recorder import RecordingSetup, SessionRecorder
+from pgwarden.guard.masking import MaskingScope, SessionMasking
+from pgwarden.guard.recorder import RecordingSetup, SessionRecorder, StatementRef
+from pgwarden.masking import Masker
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
-from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.hooks import Hold, SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 
 log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatementScope:
+    """The relay's handle on a statement (``Verdict.ref``): carried to its server messages."""
+
+    recorded: StatementRef | None
+    masking: MaskingScope | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +121,38 @@ def _temp_tables(c: Classification) -> set[str]:
     return out
 
 
+class _HeldStatement(Hold):
+    def __init__(
+        self,
+        guard: GuardHooks,
+        info: SessionInfo,
+        j: Judgement,
+        pending: PendingApproval,
+        recorded: StatementRef | None,
+    ) -> None:
+        self.guard = guard
+        self.info = info
+        self.judgement = j
+        self.pending = pending
+        self.recorded = recorded
+        pid = pending.id
+        how = f"pgwarden approvals approve {pid} --token <approver token>"
+        url = pending.approve_url
+        self.notice = (
+            f"pgwarden: statement held for approval {pid}; approve with: {how}"
+            + (f" or {url}" if url else "")
+            + f" (rule {j.decision.rule}: {j.decision.reason})"
+        )
+
+    async def wait(self) -> Verdict:
+        return await self.guard._decided(self.info, self.judgement, self.pending, self.recorded)
+
+    async def withdraw(self, reason: str) -> None:
+        self.guard.held = None
+        if self.guard.approvals is not None:
+            await self.guard.approvals.withdraw(self.pending.id, reason)
+
+
 class GuardHooks(SessionHooks):
     """Classification and policy for one session."""
 
@@ -109,11 +161,22 @@ class GuardHooks(SessionHooks):
         policy: Policy,
         estimator: Estimator | None,
         recording: RecordingSetup | None = None,
+        *,
+        masker: Masker | None = None,
+        catalog: Catalog | None = None,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self.policy = policy
         self.estimator = estimator
         self.recording = recording
         self.recorder: SessionRecorder | None = None
+        self.masker = masker if masker is not None and masker.enabled else None
+        self.catalog = catalog
+        self.masking: SessionMasking | None = None
+        self._masked: dict[int, Counter[str]] = {}  # id(sent message) -> what was masked
+        self.approvals = approvals
+        self.held: PendingApproval | None = None  # the statement waiting for a decision
+        self._withdrawing: asyncio.Future[Any] | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
         # Once the session has temporary objects, a name may mean something else in this
         # session than on the estimator's connection: estimates are no longer trusted.
@@ -124,22 +187,53 @@ class GuardHooks(SessionHooks):
     # -- session ---------------------------------------------------------------------------
 
     async def session_started(self, info: SessionInfo) -> None:
+        if self.masker is not None:
+            self.masking = SessionMasking(self.masker, self.catalog, info.target)
         if self.recording is not None:
-            self.recorder = SessionRecorder(self.recording, info)
+            self.recorder = SessionRecorder(self.recording, info, masker=self.masker)
             await self.recorder.start()
 
     async def session_ended(self, info: SessionInfo, reason: str) -> None:
         if self.recorder is not None:
             await self.recorder.end(reason)
 
+    async def prepare_columns(self, info: SessionInfo, desc: RowDescription) -> None:
+        if self.masking is not None:
+            await self.masking.prepare_columns(desc)
+
+    def filter_server_message(
+        self,
+        info: SessionInfo,
+        msg: Message,
+        columns: RowDescription | None,
+        ref: object | None = None,
+    ) -> Message | None:
+        masking = self.masking
+        if masking is None:
+            return msg
+        scope = ref.masking if isinstance(ref, StatementScope) else None
+        out, counts = masking.filter(msg, columns, scope)
+        if counts and out is not None and self.recorder is not None:
+            self._masked[id(out)] = counts
+        return out
+
     async def record_server_messages(
         self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
     ) -> None:
-        if self.recorder is not None:
-            await self.recorder.server_messages(batch)
+        if self.recorder is None:
+            return
+        masked, self._masked = self._masked, {}
+        await self.recorder.server_messages(
+            [
+                (m, ref.recorded if isinstance(ref, StatementScope) else None, cols)
+                for m, ref, cols in batch
+            ],
+            masked,
+        )
 
     async def _record(
         self,
+        info: SessionInfo,
         j: Judgement,
         verdict: Verdict,
         sql: str,
@@ -147,22 +241,139 @@ class GuardHooks(SessionHooks):
         *,
         stmt: Statement | None = None,
     ) -> Verdict:
-        """Write the statement event (before anything is forwarded); attach its ref."""
-        if self.recorder is None:
+        """Write the statement event (before anything is forwarded); attach its ref. A
+        statement to review is held: the returned verdict waits for the decision."""
+        scope = None
+        if self.masking is not None and verdict.action == "allow":
+            scope = await self.masking.scope(j.classification)
+            if scope.refusal is not None:
+                decision = Decision(
+                    "deny", "masking-unavailable", scope.refusal, self.policy.mode, fail_closed=True
+                )
+                j = Judgement(j.classification, decision)
+                verdict = self.verdict(j)
+                scope = None
+        recorded = None
+        if self.recorder is not None:
+            recorded = await self.recorder.statement(
+                sql,
+                protocol,
+                j.classification,
+                j.decision,
+                bind=stmt.bind if stmt else None,
+                param_types=stmt.param_types if stmt else (),
+                statement_name=stmt.statement_name if stmt else None,
+                portal=stmt.portal if stmt else None,
+            )
+            if verdict.action == "allow":
+                await self.recorder.apply_settings(j.classification)
+        if j.decision.effective_action == "review" and self.approvals is not None:
+            return await self._hold(info, j, sql, stmt, recorded)
+        if recorded is None and scope is None:
             return verdict
-        ref = await self.recorder.statement(
-            sql,
-            protocol,
-            j.classification,
-            j.decision,
-            bind=stmt.bind if stmt else None,
-            param_types=stmt.param_types if stmt else (),
-            statement_name=stmt.statement_name if stmt else None,
-            portal=stmt.portal if stmt else None,
+        return replace(verdict, ref=StatementScope(recorded, scope))
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    async def _hold(
+        self,
+        info: SessionInfo,
+        j: Judgement,
+        sql: str,
+        stmt: Statement | None,
+        recorded: StatementRef | None,
+    ) -> Verdict:
+        assert self.approvals is not None
+        params: list[object] = []
+        if stmt is not None and stmt.bind is not None:
+            bind = stmt.bind
+            formats = [bind.param_format(i) for i in range(len(bind.params))]
+            params = list(encode_params(bind.params, formats, list(stmt.param_types)))
+        shown_sql: object = sql
+        if self.masker is not None:
+            # approvers see the statement as a log would: sensitive values masked
+            shown_sql, _ = self.masker.mask_text(sql)
+            params = [self.masker.mask_text(p)[0] if isinstance(p, str) else p for p in params]
+        pending = await self.approvals.request(
+            session_id=info.id,
+            sql=str(shown_sql),
+            params=params,
+            requester=info.identity,
+            target=info.target,
+            rule=j.decision.rule,
+            reason=j.decision.reason,
         )
-        if verdict.action == "allow":
-            await self.recorder.apply_settings(j.classification)
-        return replace(verdict, ref=ref)
+        record = pending.record
+        if self.recorder is not None:
+            await self.recorder.approval(
+                ApprovalEvent(
+                    approval_id=record.id,
+                    state="requested",
+                    statement_hash=record.statement_hash,
+                    actor=info.identity.subject,
+                    at=record.requested_at,
+                    reason=j.decision.reason,
+                    statement_seq=recorded.seq if recorded is not None else None,
+                    expires_at=record.expires_at,
+                )
+            )
+        self.held = pending
+        return Verdict.held(_HeldStatement(self, info, j, pending, recorded), rule=j.decision.rule)
+
+    async def _decided(
+        self,
+        info: SessionInfo,
+        j: Judgement,
+        pending: PendingApproval,
+        recorded: StatementRef | None,
+    ) -> Verdict:
+        outcome = await pending.wait()
+        self.held = None
+        rec = outcome.record
+        actor = ", ".join(rec.deciders) or None
+        reason = "; ".join(r for r in rec.reasons if r) or None
+        if self.recorder is not None:
+            await self.recorder.approval(
+                ApprovalEvent(
+                    approval_id=rec.id,
+                    state="withdrawn" if outcome.state == "pending" else outcome.state,
+                    statement_hash=rec.statement_hash,
+                    actor=actor,
+                    at=rec.decided_at,
+                    reason=reason,
+                    statement_seq=recorded.seq if recorded is not None else None,
+                )
+            )
+        rule = j.decision.rule
+        if not outcome.approved:
+            why = {
+                "denied": f"statement {rec.id} was denied by {actor or 'an approver'}",
+                "expired": f"statement {rec.id} was not approved in time",
+                "withdrawn": f"approval {rec.id} was withdrawn",
+            }.get(outcome.state, f"statement {rec.id} was not approved")
+            return Verdict.deny(f"{why}{': ' + reason if reason else ''}", rule=rule)
+        c = j.classification
+        self.prepared.observe(classify_cached(c.sql))
+        self._note_allowed(c)
+        if self.recorder is not None:
+            await self.recorder.apply_settings(c)
+        scope = None
+        if self.masking is not None:
+            scope = await self.masking.scope(c)
+            if scope.refusal is not None:
+                return Verdict.deny(scope.refusal, rule="masking-unavailable")
+        ref = StatementScope(recorded, scope) if recorded or scope else None
+        return Verdict.allow(rule=rule, ref=ref)
+
+    def cancel_requested(self, info: SessionInfo) -> bool:
+        # A cancel while a statement is held withdraws it (it never reached the server).
+        held = self.held
+        if held is None or self.approvals is None:
+            return False
+        self._withdrawing = asyncio.ensure_future(
+            self.approvals.withdraw(held.id, "cancelled by the client")
+        )
+        return True
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -271,7 +482,7 @@ class GuardHooks(SessionHooks):
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(sql))
             self._note_allowed(c)
-        return await self._record(j, verdict, sql, "simple")
+        return await self._record(info, j, verdict, sql, "simple")
 
     async def check_parse(self, info: SessionInfo, name: str, sql: str) -> Verdict:
         c = self.prepared.resolve(classify_cached(sql))
@@ -281,7 +492,7 @@ class GuardHooks(SessionHooks):
             if name:
                 self.prepared.forget(name)
             return await self._record(
-                j, self.verdict(j), sql, "extended", stmt=Statement(sql, "extended", name)
+                info, j, self.verdict(j), sql, "extended", stmt=Statement(sql, "extended", name)
             )
         return Verdict.allow()
 
@@ -314,7 +525,7 @@ class GuardHooks(SessionHooks):
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(classify_cached(stmt.sql))
             self._note_allowed(c)
-        return await self._record(j, verdict, stmt.sql, "extended", stmt=stmt)
+        return await self._record(info, j, verdict, stmt.sql, "extended", stmt=stmt)
 
     def statement_closed(self, info: SessionInfo, name: str) -> None:
         if name:

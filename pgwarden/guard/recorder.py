@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pgwarden.masking import Masker
 from pgwarden.policy import Decision
 from pgwarden.protocol.messages import (
     Bind,
@@ -31,6 +33,7 @@ from pgwarden.protocol.messages import (
 )
 from pgwarden.proxy.hooks import EndSession, SessionInfo
 from pgwarden.recording import (
+    ApprovalEvent,
     Column,
     ContextEvent,
     ContextState,
@@ -81,14 +84,34 @@ class RecordingSetup:
     instance: str = field(default=GATEWAY_INSTANCE)
 
 
+def _mask_tree(masker: Masker, value: Any, counts: Counter[str]) -> Any:
+    """``value`` (JSON-like) with every string content-masked; counts what was masked."""
+    if isinstance(value, str):
+        out, found = masker.mask_text(value)
+        if found:
+            counts.update(found)
+        return out
+    if isinstance(value, Mapping):
+        return {k: _mask_tree(masker, v, counts) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_tree(masker, v, counts) for v in value]
+    return value
+
+
 def _columns(desc: RowDescription) -> list[Column]:
     return [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
 
 
 class SessionRecorder:
-    def __init__(self, setup: RecordingSetup, info: SessionInfo) -> None:
+    def __init__(
+        self, setup: RecordingSetup, info: SessionInfo, *, masker: Masker | None = None
+    ) -> None:
         self.setup = setup
         self.info = info
+        # Statements, parameters and agent context are what the client sent, but they may
+        # quote a card number or an e-mail (WHERE email = '...'): the recording, like any
+        # log, gets them masked by the same detectors as results.
+        self.masker = masker
         self.context = ContextState(info.application_name or None)
         self.counts = {"allowed": 0, "denied": 0, "reviewed": 0, "masked": 0}
         self.writer = RecordingWriter(
@@ -189,6 +212,8 @@ class SessionRecorder:
             context=ctx.context,
             context_sources=ctx.sources,
         )
+        if self.masker is not None:
+            event = self._mask_statement(event)
         try:
             written = await self.writer.write_statement(event)
         except (RecordingError, OSError) as exc:
@@ -199,6 +224,29 @@ class SessionRecorder:
         self.counts[outcome] += 1
         builder = ResultBuilder(self.setup.max_result_rows, statement_seq=written.seq)
         return StatementRef(written.seq, builder)
+
+    def _mask_statement(self, event: StatementEvent) -> StatementEvent:
+        assert self.masker is not None
+        counts: Counter[str] = Counter()
+        m = self.masker
+        masked = replace(
+            event,
+            sql=_mask_tree(m, event.sql, counts),
+            params=_mask_tree(m, list(event.params), counts),
+            classification=_mask_tree(m, event.classification, counts),
+            context=_mask_tree(m, event.context, counts),
+        )
+        if not counts:
+            return event
+        self.counts["masked"] += sum(counts.values())
+        return masked
+
+    async def approval(self, event: ApprovalEvent) -> None:
+        """A held statement's approval: requested, then decided (who, when, why)."""
+        try:
+            await self.writer.write_approval(event)
+        except (RecordingError, OSError) as exc:
+            raise self._fail(exc) from None
 
     async def apply_settings(self, classification: Classification) -> None:
         """After an allowed statement: SET/RESET pgwarden.* and transaction boundaries."""
@@ -243,24 +291,36 @@ class SessionRecorder:
     async def _context_event(
         self, source: str, changes: dict[str, Any], actor: str | None = None
     ) -> None:
+        context = self.context.session_context()
+        if self.masker is not None:
+            counts: Counter[str] = Counter()
+            changes = _mask_tree(self.masker, changes, counts)
+            context = _mask_tree(self.masker, context, counts)
+            self.counts["masked"] += sum(counts.values())
         try:
             await self.writer.write_context(
-                ContextEvent(
-                    source=source,
-                    changes=changes,
-                    context=self.context.session_context(),
-                    actor=actor,
-                )
+                ContextEvent(source=source, changes=changes, context=context, actor=actor)
             )
         except (RecordingError, OSError) as exc:
             raise self._fail(exc) from None
 
     async def server_messages(
-        self, batch: Sequence[tuple[Message, object, RowDescription | None]]
+        self,
+        batch: Sequence[tuple[Message, object, RowDescription | None]],
+        masked: Mapping[int, Counter[str]] | None = None,
     ) -> None:
+        """Record what the client is about to receive. ``masked``: id(message) -> what
+        masking replaced in it (counted into the statement's result, never the values)."""
         try:
             for msg, ref, columns in batch:
                 sref = ref if isinstance(ref, StatementRef) else None
+                if masked:
+                    found = masked.get(id(msg))
+                    if found:
+                        self.counts["masked"] += sum(found.values())
+                        if sref is not None:
+                            for name, n in found.items():
+                                sref.builder.count_masked(name, n)
                 if isinstance(msg, DataRow):
                     if sref is None:
                         continue

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from pgwarden.config import TargetConfig
 from pgwarden.protocol.messages import (
     Bind,
-    CommandComplete,
     DataRow,
+    Describe,
     ErrorResponse,
     Execute,
+    Message,
+    NoData,
     Parse,
     ReadyForQuery,
+    RowDescription,
     Sync,
 )
 from pgwarden.proxy import upstream as upstream_mod
@@ -39,12 +42,57 @@ class SideConnection:
                 self.close()
                 raise
 
-    async def _query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
+    async def describe(self, sql: str) -> RowDescription | None:
+        """The columns ``sql`` would return (Parse + Describe, never executed); None if it
+        returns no rows."""
+        async with self.lock:
+            try:
+                return await asyncio.wait_for(self._describe(sql), _TIMEOUT)
+            except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
+                self.close()
+                raise
+
+    async def _describe(self, sql: str) -> RowDescription | None:
+        up = await self._connect()
+        up.writer.write(Parse.build("", sql).raw + Describe.build(b"S", "").raw + Sync.build().raw)
+        await up.writer.drain()
+        desc: RowDescription | None = None
+        error: ErrorResponse | None = None
+        async for msg in self._replies(up):
+            if isinstance(msg, RowDescription):
+                desc = msg
+            elif isinstance(msg, ErrorResponse):
+                error = msg
+            elif isinstance(msg, NoData):
+                desc = None
+        if error is not None:
+            raise UpstreamError(error.message, error.sqlstate)
+        return desc
+
+    async def _connect(self) -> Upstream:
         if self.up is None or self.up.writer.is_closing():
             self.up = await upstream_mod.connect(
                 self.target, {"application_name": "pgwarden-estimator"}
             )
-        up = self.up
+        return self.up
+
+    @staticmethod
+    async def _replies(up: Upstream) -> AsyncIterator[Message]:
+        """Messages up to and including ReadyForQuery."""
+        while True:
+            msg = up.parser.next()
+            if msg is None:
+                data = await up.reader.read(65536)
+                if not data:
+                    raise UpstreamError("side connection closed")
+                up.parser.feed(data)
+                continue
+            yield msg  # type: ignore[misc]
+            if isinstance(msg, ReadyForQuery):
+                return
+
+    async def _query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
+        up = await self._connect()
         if bind is not None:
             b = Bind.build("", "", bind.params, bind.param_formats, (0,))
         else:
@@ -55,23 +103,12 @@ class SideConnection:
         await up.writer.drain()
         rows: list[str] = []
         error: ErrorResponse | None = None
-        while True:
-            msg = up.parser.next()
-            if msg is None:
-                data = await up.reader.read(65536)
-                if not data:
-                    raise UpstreamError("estimator connection closed")
-                up.parser.feed(data)
-                continue
+        async for msg in self._replies(up):
             if isinstance(msg, DataRow):
                 value = msg.values()[0]
                 rows.append(value.decode() if value is not None else "")
             elif isinstance(msg, ErrorResponse):
                 error = msg
-            elif isinstance(msg, ReadyForQuery):
-                break
-            elif isinstance(msg, CommandComplete):
-                continue
         if error is not None:
             raise UpstreamError(error.message, error.sqlstate)
         return rows

@@ -12,8 +12,10 @@ card
     (first group of four, then groups of three to six: 4-4-4-4, 4-6-5, 4-4-4-4-3, ...),
     Luhn-valid, starting with 2-6 (the major networks: Mastercard 2/5, Amex/Diners/JCB 3,
     Visa 4, Discover/UnionPay/Maestro 6). Digit runs longer than 19 (concatenations such as
-    ``string_agg(card, '')``) are searched for embedded card numbers. A run glued to hex
-    letters inside a UUID or a long hex string is not a card.
+    ``string_agg(card, '')``) are searched for embedded card numbers, and so are shorter runs
+    that are not a card themselves but end or start a dashed or spaced group (``ssn || card``
+    gives ``332-20-6469371449194875746``); a lone number of up to 19 digits is only a card whole
+    (ids). A run glued to hex letters inside a UUID or a long hex string is not a card.
 ssn
     ``NNN-NN-NNNN``; nine digits (bare, or with spaces/dashes) only after an SSN-like key
     (``ssn``, ``social security``, ``tax id``; JSON keys, XML tags, ``Key (ssn)=(...)``), or in
@@ -196,10 +198,13 @@ def _card_run(buf: bytes, groups: list[tuple[int, int]], out: list[Span]) -> Non
     for i, (gs, ge) in enumerate(groups):
         glen = ge - gs
         if glen >= 13:
-            if glen <= 19:
-                if is_card(buf[gs:ge]):
-                    out.append((gs, ge, "card"))
-            else:
+            if glen > 19:
+                _card_windows(buf, gs, ge, out)
+            elif is_card(buf[gs:ge]):
+                out.append((gs, ge, "card"))
+            elif count > 1:
+                # glued to other values (``ssn || card``): a card may hide inside. A lone
+                # number (an id) is not searched: most 19-digit ids hold some Luhn window.
                 _card_windows(buf, gs, ge, out)
         if glen < 4 or i == count - 1:
             continue

@@ -166,7 +166,7 @@ class Masker:
                     col.type_oid,
                     binary,
                     lineage,
-                    computed=col.table_oid == 0,
+                    computed=col.table_oid == 0 or col.attnum == 0,  # attnum 0: whole row
                     tainted=tainted,
                 )
             )
@@ -204,7 +204,7 @@ class Masker:
         hint = ssn and any(
             SSN_COLUMN_NAME.search(n) for n in (name, lineage[1] if lineage else "") if n
         )
-        whole9 = ssn and computed and kind in (T.TEXT, T.GENERIC) and not binary
+        whole9 = ssn and computed and (kind == T.TEXT or (kind == T.GENERIC and not binary))
         always = rule is not None or hint
         if (
             binary
@@ -223,9 +223,7 @@ class Masker:
         else:
             joinable = kind != T.BYTEA
         joinable = joinable and not (rule is not None or hint)
-        return ColumnPlan(
-            index, name, type_oid, kind, binary, rule, hint, whole9, always, joinable
-        )
+        return ColumnPlan(index, name, type_oid, kind, binary, rule, hint, whole9, always, joinable)
 
     def for_copy(
         self,
@@ -651,7 +649,14 @@ class RowMasker:
     """A Masker bound to one result's columns."""
 
     __slots__ = (
-        "_always", "_masker", "_n", "_plans", "_scanner", "_whole9", "active", "plans",
+        "_always",
+        "_masker",
+        "_n",
+        "_plans",
+        "_scanner",
+        "_whole9",
+        "active",
+        "plans",
     )
 
     def __init__(self, masker: Masker, plans: tuple[ColumnPlan, ...] | None) -> None:
@@ -708,9 +713,7 @@ class RowMasker:
         raw = msg.raw
         plans = self._plans
         if plans is None and self._masker.rules:
-            raise MaskingFailure(
-                "column rules are configured but the result's columns are unknown"
-            )
+            raise MaskingFailure("column rules are configured but the result's columns are unknown")
         hit = self._scanner.may_match(raw)
         if not hit and not self._always and not (self._whole9 and _LEN9 in raw):
             return msg, NO_COUNTS

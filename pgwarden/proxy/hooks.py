@@ -17,7 +17,21 @@ if TYPE_CHECKING:
     from pgwarden.auth.identity import Identity
     from pgwarden.protocol.messages import Bind, Message, RowDescription
 
-Action = Literal["allow", "deny"]
+Action = Literal["allow", "deny", "hold"]
+
+
+class Hold:
+    """A statement held until a human decides (``Verdict.hold``). The relay tells the client
+    ``notice`` at once, keeps the connection open, and forwards or refuses the statement by
+    the verdict ``wait()`` returns; if the client goes away first it calls ``withdraw``."""
+
+    notice: str = ""
+
+    async def wait(self) -> Verdict:
+        raise NotImplementedError
+
+    async def withdraw(self, reason: str) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +44,7 @@ class Verdict:
     rule: str | None = None
     rewrite: str | None = None  # for allow: SQL to forward instead (e.g. answered by the gateway)
     ref: object | None = None  # carried by the relay to this statement's server messages
+    hold: Hold | None = None  # for hold: how to wait for the decision
 
     @staticmethod
     def allow(
@@ -40,6 +55,10 @@ class Verdict:
     @staticmethod
     def deny(message: str, *, rule: str | None = None, sqlstate: str = "42501") -> Verdict:
         return Verdict("deny", message=message, rule=rule, sqlstate=sqlstate)
+
+    @staticmethod
+    def held(hold: Hold, rule: str | None = None) -> Verdict:
+        return Verdict("hold", rule=rule, hold=hold)
 
 
 ALLOW = Verdict("allow")
@@ -108,10 +127,16 @@ class SessionHooks:
         about its columns (table names from OIDs) before rows arrive."""
 
     def filter_server_message(
-        self, info: SessionInfo, msg: Message, columns: RowDescription | None
-    ) -> Message:
+        self,
+        info: SessionInfo,
+        msg: Message,
+        columns: RowDescription | None,
+        ref: object | None = None,
+    ) -> Message | None:
         """Masking point: return the message to send to the client (the same object when
-        unchanged, so its raw bytes are forwarded as they are)."""
+        unchanged, so its raw bytes are forwarded as they are), or None to hold it back (a
+        COPY row split across messages). ``ref`` is the answered statement's ``Verdict.ref``.
+        Raising withholds the message and ends the session."""
         return msg
 
     async def record_server_messages(

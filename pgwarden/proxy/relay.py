@@ -48,6 +48,7 @@ from pgwarden.protocol.messages import (
     Message,
     MessagePart,
     NoData,
+    NoticeResponse,
     ParameterStatus,
     Parse,
     ParseComplete,
@@ -59,7 +60,7 @@ from pgwarden.protocol.messages import (
     Terminate,
 )
 from pgwarden.protocol.reader import MessageReader
-from pgwarden.proxy.hooks import EndSession, SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.hooks import EndSession, Hold, SessionHooks, SessionInfo, Statement, Verdict
 
 if TYPE_CHECKING:
     from pgwarden.proxy.upstream import Upstream
@@ -156,6 +157,7 @@ class Relay:
         self.portal_desc: dict[str, RowDescription | None] = {}
         self.columns: RowDescription | None = None
         self.copy_in = False  # the server is in COPY FROM STDIN: it ignores Sync and Flush
+        self._ref: object | None = None  # the ref of the statement being answered
 
     # -----------------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -266,7 +268,55 @@ class Relay:
             return Verdict.deny(
                 "internal error while checking the statement; refused", rule="fail-closed"
             )
+        if verdict.action == "hold":
+            if verdict.hold is None:
+                return Verdict.deny("held without a way to decide; refused", rule="fail-closed")
+            verdict = await self._hold(verdict.hold)
+            if verdict.action == "hold":
+                return Verdict.deny("held twice; refused", rule="fail-closed")
         return verdict
+
+    async def _hold(self, hold: Hold) -> Verdict:
+        """Wait for a human's decision on the statement being checked. The client is told at
+        once; nothing is forwarded meanwhile (the server sits idle, the transaction open)."""
+        self.cwriter.write(NoticeResponse.build(hold.notice).raw)
+        await self.cwriter.drain()
+        waiter = asyncio.ensure_future(hold.wait())
+        gone = asyncio.ensure_future(self._client_gone())
+        try:
+            done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            waiter.cancel()
+            with contextlib.suppress(Exception):
+                await hold.withdraw("the session ended")
+            raise
+        finally:
+            gone.cancel()
+        if waiter in done:
+            try:
+                return waiter.result()
+            except EndSession as exc:
+                await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
+            except Exception:
+                log.exception("waiting for an approval failed in session %s", self.info.id)
+                return Verdict.deny("internal error while waiting for approval", rule="fail-closed")
+        waiter.cancel()
+        with contextlib.suppress(Exception):
+            await hold.withdraw("the client disconnected")
+        self._ended("client disconnected while a statement was held")
+        raise SessionEnded("client disconnected while a statement was held")
+
+    async def _client_gone(self) -> None:
+        """Return once the client has closed its side (its later messages stay buffered)."""
+        reader = self.creader
+        while True:
+            if (
+                getattr(reader, "_eof", False)
+                or reader.exception() is not None
+                or self.cwriter.is_closing()
+            ):
+                return
+            await asyncio.sleep(0.2)
 
     def _refuse_ext(self, verdict: Verdict, out: list[bytes]) -> None:
         out.append(Execute.build(self._refusal_token, 1).raw)
@@ -482,6 +532,7 @@ class Relay:
                         )
                         continue
                     ref = self.pending[0].ref if self.pending else None
+                    self._ref = ref
                     if isinstance(msg, RowDescription):
                         try:
                             await self.hooks.prepare_columns(self.info, msg)
@@ -514,13 +565,20 @@ class Relay:
             await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
         self.cwriter.write(b"".join([m.raw for m, _, _ in out]))
 
-    def _filter(self, msg: Message) -> Message:
+    def _filter(self, msg: Message) -> Message | None:
         try:
-            return self.hooks.filter_server_message(self.info, msg, self.columns)
-        except Exception:
-            log.exception("result filter failed in session %s", self.info.id)
-            self._ended("result filter failed")
-            raise SessionEnded("result filter failed") from None
+            return self.hooks.filter_server_message(self.info, msg, self.columns, self._ref)
+        except Exception as exc:
+            # Fail closed: the message (a value masking could not handle) is withheld and
+            # the session ends; the client is told why, never shown the value.
+            log.warning(
+                "masking failed in session %s on %s: %s", self.info.id, type(msg).__name__, exc
+            )
+            raise FatalToClient(
+                "58000",
+                "pgwarden: a result could not be masked and was withheld; the session ends",
+                f"masking failed: {type(exc).__name__}",
+            ) from None
 
     def _pop(self) -> Pending | None:
         p = self.pending.popleft() if self.pending else None
@@ -582,9 +640,11 @@ class Relay:
             ):
                 v = front.verdict
                 rule = f" (rule {v.rule})" if v.rule else ""
-                msg = ErrorResponse.build(v.sqlstate, f"pgwarden: {v.message}{rule}")
+                reply: Message | None = ErrorResponse.build(
+                    v.sqlstate, f"pgwarden: {v.message}{rule}"
+                )
             else:
-                msg = self._filter(msg)
+                reply = self._filter(msg)
             if front is not None and front.kind == PARSE and front.name == "":
                 # A failed Parse of the unnamed statement has already dropped the old one.
                 self.statements.pop("", None)
@@ -594,7 +654,7 @@ class Relay:
                 front.verdict = None  # a multi-part error reply must not be rewritten twice
             self.columns = None
             self.copy_in = False
-            return msg
+            return reply
         if isinstance(msg, ReadyForQuery):
             while pending and pending[0].kind in _EXTENDED:
                 self._pop()  # defensive: the server answered a Sync we did not expect
@@ -646,7 +706,7 @@ class Relay:
                     pending.clear()
                     pending.append(front)
                     pending.extend(rest)
-            return msg
+            return self._filter(msg)
         if isinstance(msg, ParameterStatus):
             if msg.name == "client_encoding":
                 codec = python_codec(msg.value)
@@ -659,7 +719,7 @@ class Relay:
                     )
                 self.cparser.encoding = codec
                 self.sparser.encoding = codec
-            return msg
+            return self._filter(msg)
         if front is not None and front.kind == EXECUTE and self.columns is None:
             self.columns = self._result_columns(front.name)
         if isinstance(msg, CopyData):

@@ -25,7 +25,7 @@ from pglast.parser import parse_sql_json
 from pgwarden.sql._nodes import NODE_TYPES, as_node, field_hint, items, string_list, sval
 from pgwarden.sql.constfold import UNKNOWN, fold, mentions_columns, parse_bool, truth, where_kind
 from pgwarden.sql.functions import is_dangerous, normalize_function_name
-from pgwarden.sql.model import Classification, Operation, StatementInfo
+from pgwarden.sql.model import Classification, CopyOptions, Operation, StatementInfo
 
 __all__ = [
     "CACHE_MAX_ENTRIES",
@@ -195,6 +195,7 @@ class _Walker:
         self.executes_prepared: list[str] = []
         self.body: Classification | None = None
         self.inner_sql: str | None = None  # the statement under EXPLAIN ANALYZE, COPY, ...
+        self.copy: CopyOptions | None = None
 
     # -- results -----------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ class _Walker:
             executes_prepared=tuple(dict.fromkeys(self.executes_prepared)),
             body=self.body,
             estimate_sql=text if ops[0].kind in _ESTIMATE_AS_IS else self.inner_sql,
+            copy=self.copy,
         )
 
     def op(
@@ -475,6 +477,8 @@ class _Walker:
             if ctx.top:
                 self.inner_sql = _deparse_query(ctx.text)
             self.nested(f.get("query"), ctx, "copy")
+        if ctx.top and not is_from and f.get("filename") is None and not f.get("is_program"):
+            self.copy = _copy_options(f, name, self.inner_sql)
         if f.get("is_program"):
             self.op(ctx, "copy_program", targets=(str(f.get("filename", "")),), via="copy")
         elif f.get("filename") is not None:
@@ -1053,6 +1057,39 @@ def _fold_text(expr: str) -> object:
     targets = items(node[1].get("targetList"))
     target = as_node(targets[0]) if len(targets) == 1 else None
     return fold(target[1].get("val")) if target is not None else UNKNOWN
+
+
+def _copy_options(f: dict[str, Any], relation: str, inner_sql: str | None) -> CopyOptions:
+    opts: dict[str, str] = {}
+    for item in items(f.get("options")):
+        node = as_node(item)
+        if node is None or node[0] != "DefElem":
+            continue
+        name = str(node[1].get("defname", "")).lower()
+        arg = as_node(node[1].get("arg"))
+        value = str(arg[1].get("sval", "")) if arg and arg[0] == "String" else ""
+        opts[name] = value
+    fmt = opts.get("format", "text").lower()
+    if "csv" in opts and fmt == "text":
+        fmt = "csv"  # the pre-9.0 spelling COPY ... CSV
+    if "binary" in opts:
+        fmt = "binary"
+    source = inner_sql
+    if relation:
+        cols = []
+        for item in items(f.get("attlist")):
+            node = as_node(item)
+            if node and node[0] == "String":
+                cols.append('"' + str(node[1].get("sval", "")).replace('"', '""') + '"')
+        quoted = ".".join('"' + p.replace('"', '""') + '"' for p in relation.split("."))
+        source = f"SELECT {', '.join(cols) or '*'} FROM {quoted}"  # noqa: S608 - identifiers are quoted
+    return CopyOptions(
+        format=fmt if fmt in ("text", "csv", "binary") else "text",  # type: ignore[arg-type]
+        delimiter=opts.get("delimiter"),
+        quote=opts.get("quote"),
+        escape=opts.get("escape"),
+        source=source,
+    )
 
 
 def _deparse_query(statement: str) -> str | None:

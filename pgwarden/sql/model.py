@@ -164,6 +164,22 @@ class Operation:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    """What masking must know about a ``COPY ... TO STDOUT`` to read its data stream.
+
+    ``source`` is the SQL whose result the COPY sends (``SELECT cols FROM table`` or the
+    inner query), so its columns can be described; None when it cannot be derived.
+    Single-byte options are kept as given; ``None`` means PostgreSQL's default.
+    """
+
+    format: Literal["text", "csv", "binary"] = "text"
+    delimiter: str | None = None
+    quote: str | None = None
+    escape: str | None = None
+    source: str | None = None
+
+
 def _worst_where(wheres: frozenset[str]) -> Where | None:
     worst: Where | None = None
     for w in ("present", "tautology", "absent"):
@@ -200,6 +216,7 @@ class StatementInfo:
     # SQL to put after EXPLAIN for a row estimate (the statement itself, or the statement
     # under EXPLAIN ANALYZE / COPY (query) / DECLARE CURSOR); None if there is none.
     estimate_sql: str | None = None
+    copy: CopyOptions | None = None  # COPY ... TO STDOUT: how its data stream is laid out
     nested_kinds: frozenset[str] = field(init=False)
     kinds: frozenset[str] = field(init=False)
     wheres: frozenset[str] = field(init=False)

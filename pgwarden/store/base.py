@@ -19,11 +19,17 @@ Approvals
 =========
 ``create_approval`` (state ``pending``), ``decide_approval`` (compare-and-set from an expected
 state, so two approvers or an approver and the timeout cannot both win), ``list_approvals``.
+``add_approval_vote`` records one approver's vote (compare-and-set on the state *and* the list
+of deciders so far), optionally deciding in the same write: with ``min_approvals`` N the first
+N-1 approvals keep the request ``pending``, the N-th approves it. A vote always appends its
+reason (``""`` when none was given), so ``reasons[i]`` is ``deciders[i]``'s reason; entries past
+``len(deciders)`` explain a decision nobody voted for (expiry, withdrawal).
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -212,6 +218,21 @@ class Store(Protocol):
         reason: str | None = None,
         expected_state: ApprovalState = "pending",
     ) -> ApprovalRecord | None: ...
+
+    def add_approval_vote(
+        self,
+        approval_id: str,
+        *,
+        decider: str,
+        reason: str,
+        at: float,
+        expected_deciders: Sequence[str],
+        state: ApprovalState = "pending",
+    ) -> ApprovalRecord | None:
+        """Append ``decider`` and ``reason`` and set ``state`` (``decided_at = at`` unless the
+        new state is ``pending``), only while the approval is ``pending`` and its deciders are
+        exactly ``expected_deciders``. None when that no longer holds (or no such approval)."""
+        ...
 
     def delete_approval(self, approval_id: str) -> bool: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import threading
+from collections.abc import Sequence
 
 from pgwarden.store.base import (
     APPROVAL_STATES,
@@ -189,6 +190,38 @@ class MemoryStore:
                 decided_at=decided_at,
                 deciders=current.deciders + ((decider,) if decider else ()),
                 reasons=current.reasons + ((reason,) if reason else ()),
+            )
+            self._approvals[approval_id] = updated
+            return updated
+
+    def add_approval_vote(
+        self,
+        approval_id: str,
+        *,
+        decider: str,
+        reason: str,
+        at: float,
+        expected_deciders: Sequence[str],
+        state: ApprovalState = "pending",
+    ) -> ApprovalRecord | None:
+        if state not in APPROVAL_STATES:
+            raise ValueError(f"bad state {state!r}")
+        if not decider:
+            raise ValueError("a vote needs a decider")
+        with self._lock:
+            current = self._approvals.get(approval_id)
+            if (
+                current is None
+                or current.state != "pending"
+                or current.deciders != tuple(expected_deciders)
+            ):
+                return None
+            updated = dataclasses.replace(
+                current,
+                state=state,
+                decided_at=None if state == "pending" else at,
+                deciders=(*current.deciders, decider),
+                reasons=(*current.reasons, reason),
             )
             self._approvals[approval_id] = updated
             return updated

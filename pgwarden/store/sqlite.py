@@ -450,6 +450,50 @@ class SqliteStore:
                 raise
         return self.get_approval(approval_id)
 
+    def add_approval_vote(
+        self,
+        approval_id: str,
+        *,
+        decider: str,
+        reason: str,
+        at: float,
+        expected_deciders: Sequence[str],
+        state: ApprovalState = "pending",
+    ) -> ApprovalRecord | None:
+        if state not in APPROVAL_STATES:
+            raise ValueError(f"bad state {state!r}")
+        if not decider:
+            raise ValueError("a vote needs a decider")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                current = self.get_approval(approval_id)
+                if (
+                    current is None
+                    or current.state != "pending"
+                    or current.deciders != tuple(expected_deciders)
+                ):
+                    self._db.execute("ROLLBACK")
+                    return None
+                deciders = [*current.deciders, decider]
+                reasons = [*current.reasons, reason]
+                self._db.execute(
+                    "UPDATE approvals SET state = ?, decided_at = ?, deciders = ?, reasons = ? "
+                    "WHERE id = ?",
+                    (
+                        state,
+                        None if state == "pending" else at,
+                        json.dumps(deciders),
+                        json.dumps(reasons),
+                        approval_id,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return self.get_approval(approval_id)
+
     def delete_approval(self, approval_id: str) -> bool:
         return self._exec("DELETE FROM approvals WHERE id = ?", (approval_id,)).rowcount > 0
 

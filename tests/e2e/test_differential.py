@@ -7,19 +7,37 @@ gateway must give the same results (rows, command tags, SQLSTATEs, notices, mess
 Syntax errors are the one designed difference: the gateway refuses SQL it cannot parse
 itself (CONTRACT.md: 42601, never forwarded), so its message differs; they are compared
 separately, by SQLSTATE and message flow.
+
+Masking is off here: it changes values by design (tests/e2e/masking covers it), and with it
+on a binary COPY of a temporary table is refused (its columns cannot be described).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
 
 from tests.support import wire
 from tests.support.databases import TargetDb, run_psql
-from tests.support.gateway import RunningGateway
+from tests.support.fixtures import default_targets
+from tests.support.gateway import RunningGateway, gateway_config
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    shop: TargetDb,
+    shop_md5: TargetDb,
+    shop_trust: TargetDb,
+) -> Iterator[RunningGateway]:
+    data_dir = tmp_path_factory.mktemp("gateway-differential")
+    targets = default_targets(shop, shop_md5, shop_trust)
+    with RunningGateway(gateway_config(data_dir, targets=targets, masking="off")) as gw:
+        yield gw
+
 
 # ---------------------------------------------------------------------------------------------
 # psql

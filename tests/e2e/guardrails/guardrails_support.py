@@ -311,9 +311,9 @@ class GuardEnv:
                 data_dir,
                 targets={TARGET: self.db.target()},
                 policy="default",
-                # review is refused today (no approvals in the data path); once statements are
-                # held, an unanswered one must be refused quickly rather than stall the run
-                approvals={"timeout": "500ms"},
+                # statements to review are held for approval; nobody approves here, so each
+                # is refused (42501) when its short timeout passes
+                approvals={"timeout": "100ms"},
             )
         )
         self.gw.start()

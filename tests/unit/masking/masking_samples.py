@@ -10,9 +10,7 @@ from pgwarden.masking import Masker, MaskingConfig, load_masking
 
 KEY = b"unit-test-masking-key-0123456789"
 
-_ROW = re.compile(
-    r"\((\d+), '([^']*)', '([^']*)', '([^']*)', '([^']*)', '([^']*)', '([^']*)'\)"
-)
+_ROW = re.compile(r"\((\d+), '([^']*)', '([^']*)', '([^']*)', '([^']*)', '([^']*)', '([^']*)'\)")
 
 
 def shop_customers() -> list[dict[str, str]]:

@@ -30,9 +30,7 @@ def csv_line(c: dict[str, str]) -> bytes:
     return out.getvalue().encode()
 
 
-def run(
-    cm: CopyMasker, messages: list[bytes]
-) -> tuple[bytes, Counter[str], list[CopyData | None]]:
+def run(cm: CopyMasker, messages: list[bytes]) -> tuple[bytes, Counter[str], list[CopyData | None]]:
     outs = []
     total: Counter[str] = Counter()
     for data in messages:

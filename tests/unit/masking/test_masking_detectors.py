@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from masking_samples import CUSTOMERS, digits
 
-from pgwarden.masking import Scanner, is_card, luhn_ok, ssn_valid
+from pgwarden.masking import DEFAULT_CONFIG, Masker, Scanner, is_card, luhn_ok, ssn_valid
 from pgwarden.masking.detectors import merge
 
 DEFAULT = Scanner(["card", "ssn", "email"])
@@ -237,7 +237,7 @@ def test_non_emails(text: str) -> None:
 
 def test_email_local_part_is_bounded() -> None:
     text = ("a" * 10_000 + "@example.com").encode()
-    (s, e, name), = merge(DEFAULT.find(text))
+    ((s, e, name),) = merge(DEFAULT.find(text))
     assert name == "email" and e == len(text) and e - s == 64 + len("@example.com")
 
 
@@ -309,3 +309,23 @@ def test_precheck_skips_ordinary_text() -> None:
     assert DEFAULT.may_match(b"4111 1111 1111 1111")
     assert DEFAULT.may_match(b"332-20-6469")
     assert DEFAULT.may_match(b"SSN")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # ssn || card: the card's digits are glued to the SSN's last group
+        ("332-20-6469371449194875746", "***-**-*******************"),
+        ("4111111111111111332-20-6469", "*******************-**-****"),
+    ],
+)
+def test_card_glued_to_a_dashed_group_is_found(text: str, masked: str) -> None:
+    m = Masker(DEFAULT_CONFIG, b"k" * 32)
+    assert m.mask_text(text)[0] == masked
+
+
+@pytest.mark.parametrize("text", ["1541815603606036480", "id 6469371449194875746 x"])
+def test_lone_long_number_is_not_searched_for_cards(text: str) -> None:
+    # snowflake-style ids: most 19-digit numbers hold some Luhn-valid window
+    m = Masker(DEFAULT_CONFIG, b"k" * 32)
+    assert m.mask_text(text)[0] == text

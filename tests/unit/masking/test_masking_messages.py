@@ -37,7 +37,7 @@ def test_unique_violation_detail_and_every_field() -> None:
         'duplicate key value violates unique constraint "customers_email_key"',
         detail=f"Key (email)=({c['email']}) already exists.",
         hint=f"card {c['card']} was used",
-        where=f"SQL function \"f\" statement 1 ssn {c['ssn']}",
+        where=f'SQL function "f" statement 1 ssn {c["ssn"]}',
     )
     out, counts = masker().mask_fields(msg)
     assert leaks(out.raw) == []
@@ -46,7 +46,7 @@ def test_unique_violation_detail_and_every_field() -> None:
 
 
 def test_notice_unchanged_is_the_same_object() -> None:
-    msg = NoticeResponse.build("relation \"orders\" already exists, skipping")
+    msg = NoticeResponse.build('relation "orders" already exists, skipping')
     out, counts = masker().mask_fields(msg)
     assert out is msg and counts is NO_COUNTS
 

@@ -85,9 +85,7 @@ def emails(draw: st.DrawFn) -> str:
 
 SEPARATORS = st.sampled_from([" ", ", ", "\t", '"', "'", "(", ")", "<", ">", "{", "}", "[",
                               "]", ": ", "=", ";", " | ", "\n", "/"])  # fmt: skip
-FILLER = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20
-)
+FILLER = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
 
 SSN_ORACLE = re.compile(r"(?<![0-9-])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![0-9])")
 EMAIL_ORACLE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -190,8 +188,18 @@ TYPES = [0, 16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 142, 700, 701, 1005, 1007, 
 VALUE = st.one_of(
     st.none(),
     st.binary(max_size=40),
-    st.sampled_from([b"4111111111111111", b"ada@example.com", b"332-20-6469", b"\x01{}",
-                     b'{"a": 4111111111111111}', b"\\x41", b"{1,2}", b"332206469"]),
+    st.sampled_from(
+        [
+            b"4111111111111111",
+            b"ada@example.com",
+            b"332-20-6469",
+            b"\x01{}",
+            b'{"a": 4111111111111111}',
+            b"\\x41",
+            b"{1,2}",
+            b"332206469",
+        ]
+    ),
     st.integers(-(2**63), 2**63 - 1).map(lambda n: struct.pack("!q", n)),
 )
 

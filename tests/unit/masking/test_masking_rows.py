@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from masking_samples import CUSTOMERS, KEY, digits, leaks, masker
 
-from pgwarden.masking import NO_COUNTS, MaskingFailure
+from pgwarden.masking import NO_COUNTS, Masker, MaskingFailure, load_masking
 from pgwarden.protocol.messages import Column, DataRow, RowDescription
 
 CUSTOMERS_OID = 16384
@@ -216,8 +216,13 @@ def test_column_rules_follow_lineage_not_names() -> None:
         col("name", 25, 0, 99999, 1),  # unresolvable lineage: falls back to the name
     )
     rows = m.for_columns(d, resolve)
-    assert rows.rule_columns == {0: "customers.name", 1: "customers.name",
-                                 3: "*.card_number", 4: "*.card_number", 5: "customers.name"}
+    assert rows.rule_columns == {
+        0: "customers.name",
+        1: "customers.name",
+        3: "*.card_number",
+        4: "*.card_number",
+        5: "customers.name",
+    }
     row = DataRow.build([b"Ada Lovelace", b"Ada", b"7", b"4111 x", b"abc", b"Bob"])
     out, counts = rows.mask_datarow(row)
     assert out.values() == (b"*** ********", b"***", b"7", b"**** *", b"***", b"***")
@@ -312,8 +317,8 @@ def test_binary_in_place_masking_keeps_lengths_or_withholds() -> None:
     out, _ = masker().for_columns(desc(col("a", 1009, 1))).mask_datarow(DataRow.build([arr]))
     assert out.values()[0] == arr[:-15] + b"***@*******.***"
     # a replacement that would change a length inside a binary value withholds it
-    out, counts = masker(cfg).for_columns(d).mask_datarow(
-        DataRow.build(["J\u00f6rg".encode(), b"ok"])
+    out, counts = (
+        masker(cfg).for_columns(d).mask_datarow(DataRow.build(["J\u00f6rg".encode(), b"ok"]))
     )
     assert out.values() == (None, b"ok") and counts == Counter({"umlaut": 1})
 
@@ -366,3 +371,13 @@ def test_hash_strategy_joins() -> None:
     other = masker({"strategy": "hash"}, key=KEY + b"2").for_columns(desc(col("a"), col("b")))
     out2, _ = other.mask_datarow(DataRow.build([b"ada@example.com", b"x"]))
     assert out2.values()[0] != a
+
+
+def test_whole_row_reference_of_a_protected_table_is_masked_whole() -> None:
+    # `SELECT c FROM customers c`: RowDescription names the table's OID with attribute 0
+    m = Masker(load_masking({"columns": ["public.customers.name"]}), b"k" * 32)
+    desc = RowDescription.build((Column("c", 16386, 0, 16388, -1, -1, 0),))
+    rows = m.for_columns(desc, lambda oid, att: None, reads=frozenset({"customers"}))
+    out, counts = rows.mask_datarow(DataRow.build((b'(1,"Ada Lovelace")',)))
+    assert b"Ada" not in out.raw
+    assert counts == {"column:public.customers.name": 1}

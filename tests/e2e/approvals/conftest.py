@@ -1,0 +1,1 @@
+"""The approvals tests use the session's PostgreSQL cluster (tests.support.fixtures)."""
