@@ -270,6 +270,10 @@ ConfigPath = Annotated[Path, BeforeValidator(_expand_path)]
 
 class ApiConfig(_Model):
     listen: HostPort = HostPort("127.0.0.1", 8080)
+    # roles from token groups: auditors read sessions and recordings, admins also see the
+    # policy (and everything auditors see); approvers are approvals.approvers
+    auditors: list[str] = Field(default_factory=lambda: ["auditors"])
+    admins: list[str] = Field(default_factory=lambda: ["admins"])
 
 
 class TlsConfig(_Model):
