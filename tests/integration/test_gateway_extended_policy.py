@@ -19,8 +19,9 @@ from tests.support.gateway import RunningGateway
 
 @pytest.fixture
 def gw(make_gateway: MakeGateway) -> RunningGateway:
-    """A gateway with the built-in default policy (schema changes need approval)."""
-    return make_gateway(policy="default")
+    """A gateway with the built-in default policy (schema changes need approval; nobody
+    approves here, so a held statement is refused when its short timeout passes)."""
+    return make_gateway(policy="default", approvals={"timeout": "200ms"})
 
 
 @pytest.fixture
@@ -41,13 +42,14 @@ def exists(shop: TargetDb, table: str) -> bool:
     return bool(shop.query("select 1 from pg_class where relname = %s", [table]))
 
 
-def test_ddl_is_refused_by_the_default_policy(
+def test_ddl_is_held_then_refused_when_nobody_approves(
     conn: wire.RawConn, shop: TargetDb, name: str
 ) -> None:
     reply = conn.simple(f"create table {name} (id int)")
-    assert wire.types(reply) == [b"E", b"Z"]
-    assert reply[0].sqlstate == "42501"
-    assert reply[0].message.startswith("pgwarden:")
+    assert wire.types(reply) == [b"N", b"E", b"Z"]  # the hold notice, then the refusal
+    assert reply[0].message.startswith("pgwarden: statement held for approval apr_")
+    assert reply[1].sqlstate == "42501"
+    assert reply[1].message.startswith("pgwarden:")
     conn.send(wire.extended(f"create table {name} (id int)"), wire.sync())
     reply = conn.until_ready()
     assert wire.errors(reply)[0].sqlstate == "42501"
