@@ -5,6 +5,9 @@
 #   2. runs `uv sync --frozen` into .venv/ (again whenever pyproject.toml or uv.lock change),
 #   3. installs the PostgreSQL server and clients (psql, pgbench) with the system's package
 #      manager if they are missing (through sudo when not root).
+# `make test` also installs the system's Chromium (Debian's `chromium` package) if it is
+# missing: the web console's browser tests drive /usr/bin/chromium through Playwright, which is
+# never allowed to download a browser of its own.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -51,7 +54,7 @@ define have_pg_client
 	{ command -v $(1) >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$(1) >/dev/null 2>&1; }
 endef
 
-.PHONY: help setup python-deps postgres test demo bench lint
+.PHONY: help setup python-deps postgres chromium pgbouncer test demo bench lint
 
 help:
 	@echo "make demo    install everything, start a throwaway PostgreSQL with sample data,"
@@ -99,13 +102,31 @@ postgres:
 	fi
 	@$(have_pg_server) || { echo "setup: PostgreSQL server binaries still not found" >&2; exit 1; }
 
-test: setup
+# The console's browser tests need a Chromium at /usr/bin/chromium (Debian's package).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "setup: installing Chromium for the console's browser tests"; \
+	  $(call sys_install,chromium,chromium); \
+	fi
+	@[ -x /usr/bin/chromium ] || { echo "setup: /usr/bin/chromium still not found" >&2; exit 1; }
+
+# `make bench` compares the gateway with pgbouncer (Debian's package; /usr/sbin is not on
+# every PATH).
+pgbouncer:
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+	  echo "setup: installing pgbouncer for the benchmark"; \
+	  $(call sys_install,pgbouncer,pgbouncer); \
+	fi
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] \
+	  || { echo "setup: pgbouncer still not found" >&2; exit 1; }
+
+test: setup chromium
 	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/pgwarden demo $(DEMO_ARGS)
 
-bench: setup
+bench: setup pgbouncer
 	$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
 lint: python-deps

@@ -15,20 +15,24 @@ from pgwarden.auth.local_issuer import LocalIssuer
 from pgwarden.auth.oidc import OidcIssuerConfig
 from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config
+from pgwarden.console import console_for
 from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.hooks import GuardHooks
 from pgwarden.guard.recorder import GATEWAY_INSTANCE, RecordingSetup
 from pgwarden.masking import Masker, load_masking, masking_key
+from pgwarden.metrics import Metrics
 from pgwarden.policy import load_policy
 from pgwarden.proxy.server import Gateway
 from pgwarden.recording import (
     GroupCommitter,
     RecordingCipher,
     RecordingSigner,
+    load_trusted_keys,
     open_storage,
     recover_crashed,
 )
+from pgwarden.recording.access import RecordingAccess
 from pgwarden.store import open_store
 
 log = logging.getLogger("pgwarden")
@@ -68,6 +72,20 @@ def build_recording(config: Config) -> RecordingSetup:
     )
 
 
+def build_recording_access(config: Config, recording: RecordingSetup) -> RecordingAccess:
+    """What the session endpoints read: the gateway's own index, storage and decryption key,
+    and the public keys that verify checkpoints (the current signing key first, then retired
+    ``recording-signing-*.pub.pem`` files in data_dir/keys, read once at start-up)."""
+    keys = [recording.signer.public_key]
+    try:
+        keys += load_trusted_keys(config.data_dir)  # duplicates are harmless (keyed by id)
+    except (OSError, ValueError) as exc:
+        # A damaged retired-key file must not keep the gateway from starting: recordings
+        # signed by that key then verify as tampered (untrusted key), which is visible.
+        log.warning("cannot load the retired recording signing keys: %s", exc)
+    return RecordingAccess(recording.store, recording.storage, keys, recording.cipher)
+
+
 class Server:
     """The running gateway and API; ``start()`` binds both ports, ``stop()`` frees them."""
 
@@ -80,14 +98,28 @@ class Server:
         self.masker = build_masker(config)
         self.catalog = Catalog(config.targets)
         self.approvals = ApprovalService(self.recording.store, config.approvals)
+        # One registry per Server (tests run several gateways in one process); the data path
+        # reports into it through ``self.metrics``.
+        self.metrics = Metrics()
+        store = self.recording.store
+        self.metrics.set_pending_source(lambda: len(store.list_approvals(state="pending")))
+        self.recordings = build_recording_access(config, self.recording)
         policy, estimator, recording = self.policy, self.estimator, self.recording
         masker, catalog, approvals = self.masker, self.catalog, self.approvals
+        metrics = self.recording.metrics = self.metrics
         self.gateway = Gateway(
             config,
             self.verifier,
             lambda info: GuardHooks(
-                policy, estimator, recording, masker=masker, catalog=catalog, approvals=approvals
+                policy,
+                estimator,
+                recording,
+                masker=masker,
+                catalog=catalog,
+                approvals=approvals,
+                metrics=metrics,
             ),
+            metrics=metrics,
         )
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -111,7 +143,15 @@ class Server:
         await self.gateway.start()
         api = self.config.api.listen
         uv_config = uvicorn.Config(
-            create_app(self.gateway, self.verifier, self.approvals),
+            create_app(
+                self.gateway,
+                self.verifier,
+                self.approvals,
+                config=self.config,
+                recordings=self.recordings,
+                metrics=self.metrics,
+                console=console_for(self),  # the web console, under /console
+            ),
             host=api.host,
             port=api.port,
             log_level="warning",

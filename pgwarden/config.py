@@ -292,6 +292,12 @@ class OidcConfig(_Model):
     issuer: str
     audience: str | None = None
     groups_claim: str = "groups"
+    # The web console signs people in through this issuer (authorization code flow with PKCE)
+    # as OAuth client ``client_id`` (default: ``audience``); ``client_secret`` only for a
+    # confidential client. The wire protocol and the API never use these.
+    client_id: str | None = None
+    client_secret: str | None = Field(default=None, repr=False)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
 
     @field_validator("issuer")
     @classmethod
@@ -306,6 +312,22 @@ class OidcConfig(_Model):
     def _non_empty(cls, value: str) -> str:
         if not value:
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("client_id", "client_secret")
+    @classmethod
+    def _non_empty_when_set(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("must not be empty (leave it out instead)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid' (the console signs in with OpenID Connect)")
+        if any(not s or any(c.isspace() for c in s) for s in value):
+            raise ValueError("each scope must be a non-empty word without spaces")
         return value
 
 
@@ -460,6 +482,7 @@ class Config(_Model):
             t.password.get_secret_value() for t in self.targets.values() if t.password is not None
         ]
         found += [n.secret for n in self.approvals.notify if n.secret]
+        found += [o.client_secret for o in self.identity.oidc if o.client_secret]
         if self.store:
             password = urlsplit(self.store).password
             if password:

@@ -1,6 +1,6 @@
 """Throughput legs of `make bench` (imported by scripts/bench.py): bulk reads with masking on.
 
-Four legs, each run alternately direct and through the gateway:
+Four legs, each run alternately direct, through pgbouncer (when given) and through the gateway:
 
 - ``COPY (SELECT * FROM pgbench_accounts) TO STDOUT`` read by psql (every row of the table:
   1M rows at pgbench scale 10). psql writes the stream to a pipe this process drains.
@@ -16,20 +16,25 @@ authentication are inside the COPY legs; a few tens of milliseconds against seco
 
 Every run of a sensitive leg is checked, outside the timed part: the received bytes are
 searched for raw e-mails, SSNs (NNN-NN-NNNN) and Luhn-valid card numbers with this module's
-own patterns (not the masker's). Direct must find one of each per row, the gateway none, and
-the gateway must deliver every row with its e-mail in masked form; the accounts legs must
-deliver the same rows and bytes through the gateway as direct. Any failed check is reported
-and makes the bench exit non-zero.
+own patterns (not the masker's). Direct (and pgbouncer) must find one of each per row, the
+gateway none, and the gateway must deliver every row with its e-mail in masked form; the
+accounts legs must deliver the same rows and bytes through pgbouncer and the gateway as direct.
+Any failed check is reported and makes the bench exit non-zero.
+
+`run_legs` takes a `monitor`: a context manager wrapped around every timed run (the memory
+sampler of scripts/bench_memory.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +112,7 @@ class Endpoint:
     user: str
     password: str
     dbname: str
+    masked: bool = False  # sensitive values must arrive masked (the gateway)
 
     def libpq_env(self, base: dict[str, str]) -> dict[str, str]:
         return dict(
@@ -214,12 +220,12 @@ def _check(leg: Leg, ep: Endpoint, run: Run, direct_bytes: int | None) -> None:
     if run.rows != leg.expect_rows:
         leg.problems.append(f"{where}: {run.rows} rows, expected {leg.expect_rows}")
     if not leg.sensitive:
-        if ep.name == "gateway" and direct_bytes is not None and run.nbytes != direct_bytes:
+        if ep.name != "direct" and direct_bytes is not None and run.nbytes != direct_bytes:
             leg.problems.append(f"{where}: {run.nbytes} bytes, direct sent {direct_bytes}")
         return
     assert run.found is not None
     raw = {k: run.found[k] for k in ("email", "ssn", "card")}
-    if ep.name == "direct":
+    if not ep.masked:
         short = {k: n for k, n in raw.items() if n != leg.expect_rows}
         if short:
             leg.problems.append(f"{where}: expected {leg.expect_rows} raw values each, got {raw}")
@@ -232,15 +238,25 @@ def _check(leg: Leg, ep: Endpoint, run: Run, direct_bytes: int | None) -> None:
             )
 
 
-def run_legs(legs: Sequence[Leg], endpoints: Sequence[Endpoint], rounds: int) -> None:
-    """Each leg: one untimed direct warm-up, then `rounds` x (direct, gateway)."""
+Monitor = Callable[[Leg, Endpoint], AbstractContextManager[object]]
+
+
+def run_legs(
+    legs: Sequence[Leg],
+    endpoints: Sequence[Endpoint],
+    rounds: int,
+    monitor: Monitor | None = None,
+) -> None:
+    """Each leg: one untimed direct warm-up, then `rounds` x (each endpoint in turn); the first
+    endpoint must be "direct"."""
     for leg in legs:
         leg.runs = {ep.name: [] for ep in endpoints}
         try:
             leg.run(endpoints[0])
             for _ in range(rounds):
                 for ep in endpoints:
-                    run = leg.run(ep)
+                    with monitor(leg, ep) if monitor else contextlib.nullcontext():
+                        run = leg.run(ep)
                     direct = leg.runs["direct"][-1].nbytes if leg.runs["direct"] else None
                     _check(leg, ep, run, direct)
                     leg.runs[ep.name].append(run)
@@ -260,39 +276,52 @@ def _median_rates(runs: Sequence[Run]) -> tuple[float, float, float]:
 
 
 def leg_summary(leg: Leg) -> str:
-    d_s, d_mb, d_rows = _median_rates(leg.runs["direct"])
-    g_s, g_mb, g_rows = _median_rates(leg.runs["gateway"])
-    last_d, last_g = leg.runs["direct"][-1], leg.runs["gateway"][-1]
-    lines = [
-        f"  {leg.name}: {last_d.rows} rows, {last_d.nbytes / 1e6:.1f} MB",
-        f"    direct  {d_s:7.2f} s  {d_mb:8.1f} MB/s  {d_rows:10.0f} rows/s",
-        f"    gateway {g_s:7.2f} s  {g_mb:8.1f} MB/s  {g_rows:10.0f} rows/s"
-        f"   ratio {g_mb / d_mb:.2f}",
-    ]
-    if leg.sensitive and last_d.found is not None and last_g.found is not None:
+    rates = {name: _median_rates(runs) for name, runs in leg.runs.items()}
+    last_d = leg.runs["direct"][-1]
+    lines = [f"  {leg.name}: {last_d.rows} rows, {last_d.nbytes / 1e6:.1f} MB"]
+    for name, (sec, mb, rows) in rates.items():
+        line = f"    {name:9s} {sec:7.2f} s  {mb:8.1f} MB/s  {rows:10.0f} rows/s"
+        if name != "direct":
+            line += f"   x{mb / rates['direct'][1]:.2f} direct"
+        if name == "gateway" and "pgbouncer" in rates:
+            line += f", x{mb / rates['pgbouncer'][1]:.2f} pgbouncer"
+        lines.append(line)
+    last = {name: runs[-1].found for name, runs in leg.runs.items()}
+    if leg.sensitive and all(found is not None for found in last.values()):
         keys = ("email", "ssn", "card")
         lines.append(
-            "    raw values received (e-mail/SSN/card): direct "
-            + "/".join(str(last_d.found[k]) for k in keys)
-            + ", gateway "
-            + "/".join(str(last_g.found[k]) for k in keys)
-            + f"; masked e-mails through the gateway: {last_g.found['masked email']}"
+            "    raw values received (e-mail/SSN/card): "
+            + ", ".join(
+                f"{name} " + "/".join(str(found[k]) for k in keys)
+                for name, found in last.items()
+                if found is not None
+            )
+            + "; masked e-mails through the gateway: "
+            + str((last.get("gateway") or Counter())["masked email"])
             + ("  [checked on every run]" if not leg.problems else "")
         )
     lines += [f"    CHECK FAILED: {p}" for p in leg.problems]
     return "\n".join(lines)
 
 
-def table_rows(legs: Sequence[Leg]) -> list[tuple[str, str, float, float]]:
-    """(leg, unit, direct, gateway) for the final table: MB/s and rows/s per leg."""
-    out: list[tuple[str, str, float, float]] = []
+@dataclass
+class Row:
+    """A line of the final table: medians by endpoint name."""
+
+    leg: str
+    unit: str
+    values: dict[str, float]
+
+
+def table_rows(legs: Sequence[Leg]) -> list[Row]:
+    """MB/s and rows/s per leg, for the final table."""
+    out: list[Row] = []
     for leg in legs:
         if not leg.runs:
             continue  # the leg failed; its error was printed
-        _, d_mb, d_rows = _median_rates(leg.runs["direct"])
-        _, g_mb, g_rows = _median_rates(leg.runs["gateway"])
-        out.append((leg.name, "MB/s", d_mb, g_mb))
-        out.append((leg.name, "rows/s", d_rows, g_rows))
+        rates = {name: _median_rates(runs) for name, runs in leg.runs.items()}
+        out.append(Row(leg.name, "MB/s", {name: r[1] for name, r in rates.items()}))
+        out.append(Row(leg.name, "rows/s", {name: r[2] for name, r in rates.items()}))
     return out
 
 

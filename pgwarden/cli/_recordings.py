@@ -18,11 +18,8 @@ Conventions (the gateway uses the same, so both see the same sessions):
 from __future__ import annotations
 
 import contextlib
-import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -30,17 +27,24 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pgwarden.cli._common import EXIT_CONFIG, fail
-from pgwarden.config import Config, parse_duration, redact_url
-from pgwarden.recording.codec import iter_lines, parse_line, read_events
+from pgwarden.config import Config, redact_url
+
+# The reading helpers live in pgwarden.recording.access (the HTTP API uses them too); they are
+# re-exported here so the commands keep importing them from one place.
+from pgwarden.recording.access import (
+    ReadLine,
+    is_encrypted,
+    iso,
+    read_lines,
+    valid_session_id,
+)
+from pgwarden.recording.access import parse_time as _parse_time
 from pgwarden.recording.crypto import RecordingCipher
-from pgwarden.recording.errors import DecryptionError, FormatError
-from pgwarden.recording.events import Event, format_ts
 from pgwarden.recording.signing import load_public_key, load_trusted_keys
 from pgwarden.recording.storage import (
     RecordingNotFound,
     RecordingStorage,
     StorageError,
-    check_session_id,
     open_storage,
 )
 from pgwarden.store import DEFAULT_DB_NAME, Store, StoreError, open_store
@@ -96,14 +100,6 @@ class Recordings:
             return None
         except StorageError as exc:
             fail(f"session {session_id}: {exc}")
-
-
-def valid_session_id(session_id: str) -> bool:
-    try:
-        check_session_id(session_id)
-    except ValueError:
-        return False
-    return True
 
 
 @contextlib.contextmanager
@@ -169,84 +165,13 @@ def load_recording(rec: Recordings, session_id: str) -> tuple[SessionRecord | No
 
 
 # --------------------------------------------------------------------------------------------
-# reading events tolerantly
-
-
-@dataclass(frozen=True, slots=True)
-class ReadLine:
-    """One stored line: its event when readable, else why not."""
-
-    number: int  # 1-based line number
-    raw: bytes  # the stored line, without its newline
-    event: Event | None
-    problem: str | None = None
-
-
-def is_encrypted(data: bytes) -> bool:
-    """True when any stored line carries an encrypted payload."""
-    for line, _complete in iter_lines(data):
-        try:
-            if "enc" in parse_line(line).obj:
-                return True
-        except FormatError:
-            continue
-    return False
-
-
-def read_lines(data: bytes, cipher: RecordingCipher | None) -> list[ReadLine]:
-    """Every line of a recording, decoded one by one (a bad line does not stop the rest)."""
-    out: list[ReadLine] = []
-    for number, (line, complete) in enumerate(iter_lines(data), start=1):
-        if not complete:
-            out.append(ReadLine(number, line, None, "incomplete last line"))
-            continue
-        try:
-            events = read_events(line + b"\n", cipher=cipher)
-        except (FormatError, DecryptionError) as exc:
-            out.append(ReadLine(number, line, None, str(exc)))
-            continue
-        out.append(ReadLine(number, line, events[0] if events else None))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # times
 
 
-def iso(t: float | None) -> str | None:
-    """ISO-8601 UTC (``2026-01-02T03:04:05.123456Z``, as in recordings), None stays None."""
-    return None if t is None else format_ts(t)
-
-
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?\Z")
-
-
 def parse_time(value: str, option: str, *, now: float | None = None) -> float:
-    """A point in time for ``--since``/``--until``: ISO-8601 (a date, or a date and time; no
-    offset means UTC), unix seconds (``@1767225600``, or 9+ digits), ``now``, or a duration
-    ago (``15m``, ``2h``, ``7d``)."""
-    text = value.strip()
-    current = time.time() if now is None else now
-    if text.lower() == "now":
-        return current
-    if text.startswith("@") and _NUMBER.match(text[1:]):  # @unix-seconds, as in date(1)
-        return float(text[1:])
-    if _NUMBER.match(text) and len(text.split(".")[0]) >= 9:  # unix seconds
-        return float(text)
+    """A point in time for ``--since``/``--until`` (see ``pgwarden.recording.access.
+    parse_time``); exits 2 naming the option when ``value`` is not one."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        pass
-    else:
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    try:
-        ago = parse_duration(text)
-    except ValueError:
-        fail(
-            f"{option}: cannot read {value!r} as a time: give ISO-8601 (2026-01-02T15:04:05Z), "
-            "unix seconds, or a duration ago (15m, 2h, 7d)",
-            EXIT_CONFIG,
-        )
-    return current - ago
+        return _parse_time(value, now=now)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", EXIT_CONFIG)

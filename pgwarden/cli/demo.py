@@ -3,7 +3,8 @@
 What it does, in order: checks the gateway and API ports are free, starts a DevCluster (as the
 `postgres` user when root), loads the shop database owned by role `app` with a random password,
 writes a config (0600) into the data directory, issues tokens for `agent-7` (group `agents`) and
-`alice` (group `dba`), runs `pgwarden.app.serve()` and prints ready-to-paste psql lines. On
+`alice` (groups `dba`, `auditors`: approves and reads sessions in the console), runs
+`pgwarden.app.serve()` and prints ready-to-paste psql lines. On
 SIGINT/SIGTERM it stops the gateway, then the cluster, and removes the temporary data directory
 (kept with --keep or when --data-dir is given).
 """
@@ -47,7 +48,7 @@ log = logging.getLogger("pgwarden.demo")
 AGENT_SUBJECT = "agent-7"
 AGENT_GROUPS = ("agents",)
 APPROVER_SUBJECT = "alice"
-APPROVER_GROUPS = ("dba",)
+APPROVER_GROUPS = ("dba", "auditors")
 TOKEN_TTL = 8 * 3600.0
 TARGET = "shop"
 
@@ -185,7 +186,8 @@ def print_instructions(
     console.print()
     console.print("[bold green]pgwarden demo is running[/] (Ctrl-C to stop)")
     console.print(f"  gateway      {config.listen}   (PostgreSQL protocol)")
-    console.print(f"  web console  {api}   (API, /metrics, /healthz)")
+    console.print(f"  web console  {api}console   (sign in with the approver token below)")
+    console.print(f"  HTTP API     {api}   (/api/v1/..., /metrics, /healthz)")
     console.print(
         f"  database     {cluster.host}:{cluster.port}, database {TARGET} "
         "(only the gateway knows its password)"
@@ -215,6 +217,7 @@ def print_instructions(
     paste(f"export ALICE_TOKEN={tokens.approver}")
     paste(f"{cli} approvals list")
     paste(f'{cli} approvals approve ID --token "$ALICE_TOKEN" --reason "looks fine"')
+    console.print(f"or in the web console ({api}console): sign in with $ALICE_TOKEN")
     console.print()
     console.print(f"[bold]Or connect as[/] [cyan]{APPROVER_SUBJECT}[/]:")
     paste(psql_line(tokens.approver, config.listen, APPROVER_SUBJECT))

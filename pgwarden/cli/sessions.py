@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,12 +33,13 @@ from pgwarden.cli._recordings import (
     read_lines,
 )
 from pgwarden.config import parse_duration
+from pgwarden.recording.access import session_json
 from pgwarden.recording.canonical import canonical_json
 from pgwarden.recording.crypto import KEY_ENV
 from pgwarden.recording.export import export_ocsf
 from pgwarden.recording.retention import prune
 from pgwarden.recording.verify import verify_session
-from pgwarden.store.base import OUTCOMES, SESSION_STATES, SessionFilter, SessionRecord
+from pgwarden.store.base import OUTCOMES, SESSION_STATES, SessionFilter
 
 app = typer.Typer(
     help="Recorded sessions: list, export, prune.",
@@ -62,14 +63,6 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console.width = max(console.width, 200)
     return console
-
-
-def session_json(s: SessionRecord) -> dict[str, Any]:
-    """A session as `sessions list --json` prints it (times ISO-8601 UTC)."""
-    out = s.to_dict()
-    out["started_at"] = iso(s.started_at)
-    out["ended_at"] = iso(s.ended_at)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

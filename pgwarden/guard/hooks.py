@@ -30,6 +30,7 @@ from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.masking import MaskingScope, SessionMasking
 from pgwarden.guard.recorder import RecordingSetup, SessionRecorder, StatementRef
 from pgwarden.masking import Masker
+from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
@@ -40,6 +41,7 @@ from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
+_DECISIONS_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ class GuardHooks(SessionHooks):
         masker: Masker | None = None,
         catalog: Catalog | None = None,
         approvals: ApprovalService | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.policy = policy
         self.estimator = estimator
@@ -175,7 +178,10 @@ class GuardHooks(SessionHooks):
         self.masking: SessionMasking | None = None
         self._masked: dict[int, Counter[str]] = {}  # id(sent message) -> what was masked
         self.approvals = approvals
+        self.metrics = metrics
         self.held: PendingApproval | None = None  # the statement waiting for a decision
+        # id(classification) -> (classification, decision without estimates, needs estimate)
+        self._decisions: dict[int, tuple[Classification, Decision, bool]] = {}
         self._withdrawing: asyncio.Future[Any] | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
         # Once the session has temporary objects, a name may mean something else in this
@@ -213,8 +219,11 @@ class GuardHooks(SessionHooks):
             return msg
         scope = ref.masking if isinstance(ref, StatementScope) else None
         out, counts = masking.filter(msg, columns, scope)
-        if counts and out is not None and self.recorder is not None:
-            self._masked[id(out)] = counts
+        if counts and out is not None:
+            if self.recorder is not None:
+                self._masked[id(out)] = counts
+            if self.metrics is not None:
+                self.metrics.masked(counts)
         return out
 
     async def record_server_messages(
@@ -420,8 +429,18 @@ class GuardHooks(SessionHooks):
                 "deny", "gateway-owned-setting", owned, self.policy.mode, fail_closed=True
             )
             return Judgement(c, decision)
-        decision = evaluate(self.policy, c, ident, info.target)
-        if with_estimate and needs_estimate(self.policy, c, ident, info.target):
+        cached = self._decisions.get(id(c))
+        if cached is not None and cached[0] is c:
+            decision, estimate_needed = cached[1], cached[2]
+        else:
+            # The same statement text comes back as the same Classification object (the
+            # classifier's cache): its policy outcome without estimates is decided once.
+            decision = evaluate(self.policy, c, ident, info.target)
+            estimate_needed = needs_estimate(self.policy, c, ident, info.target)
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()
+            self._decisions[id(c)] = (c, decision, estimate_needed)
+        if with_estimate and estimate_needed:
             estimates = await self._estimates(info, c, bind, param_types)
             decision = evaluate(self.policy, c, ident, info.target, estimates)
             deciding = c.statements[decision.statement_index or 0]

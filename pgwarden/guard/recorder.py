@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pgwarden.masking import Masker
+from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision
 from pgwarden.protocol.messages import (
     Bind,
@@ -82,6 +83,7 @@ class RecordingSetup:
     durability: str = "write"
     max_result_rows: int = 1000
     instance: str = field(default=GATEWAY_INSTANCE)
+    metrics: Metrics | None = None
 
 
 def _mask_tree(masker: Masker, value: Any, counts: Counter[str]) -> Any:
@@ -112,6 +114,7 @@ class SessionRecorder:
         # quote a card number or an e-mail (WHERE email = '...'): the recording, like any
         # log, gets them masked by the same detectors as results.
         self.masker = masker
+        self._bytes_reported = 0
         self.context = ContextState(info.application_name or None)
         self.counts = {"allowed": 0, "denied": 0, "reviewed": 0, "masked": 0}
         self.writer = RecordingWriter(
@@ -124,7 +127,15 @@ class SessionRecorder:
             on_checkpoint=self._progress,
         )
 
+    def _report_bytes(self) -> None:
+        metrics = self.setup.metrics
+        if metrics is not None:
+            total = self.writer.bytes_written
+            metrics.recording_bytes(total - self._bytes_reported)
+            self._bytes_reported = total
+
     def _progress(self, written: Any) -> None:
+        self._report_bytes()
         try:
             self.setup.store.record_progress(self.info.id, written.seq, written.hash)
         except Exception:
@@ -143,6 +154,8 @@ class SessionRecorder:
             log.exception("session index update failed for %s", self.info.id)
 
     def _fail(self, exc: BaseException) -> EndSession:
+        if self.setup.metrics is not None:
+            self.setup.metrics.recording_error()
         log.error("recording failed for session %s: %s", self.info.id, exc)
         return EndSession(f"the session can no longer be recorded ({type(exc).__name__})")
 
@@ -229,15 +242,20 @@ class SessionRecorder:
         assert self.masker is not None
         counts: Counter[str] = Counter()
         m = self.masker
-        masked = replace(
-            event,
-            sql=_mask_tree(m, event.sql, counts),
-            params=_mask_tree(m, list(event.params), counts),
-            classification=_mask_tree(m, event.classification, counts),
-            context=_mask_tree(m, event.context, counts),
-        )
+        sql, found = m.mask_text(event.sql)
+        classification = event.classification
+        if found:
+            counts.update(found)
+            # the classification quotes the SQL (statement texts): masked only when it can
+            # hold something, since walking it costs more than the statement itself
+            classification = _mask_tree(m, classification, counts)
+        params = _mask_tree(m, list(event.params), counts) if event.params else event.params
+        context = _mask_tree(m, event.context, counts) if event.context else event.context
         if not counts:
             return event
+        masked = replace(
+            event, sql=sql, params=params, classification=classification, context=context
+        )
         self.counts["masked"] += sum(counts.values())
         return masked
 
@@ -369,6 +387,12 @@ class SessionRecorder:
 
     async def end(self, reason: str) -> None:
         self._flush_counts()
+        try:
+            await self._end(reason)
+        finally:
+            self._report_bytes()
+
+    async def _end(self, reason: str) -> None:
         state = "ended"
         try:
             written = await self.writer.end(reason)

@@ -63,6 +63,7 @@ from pgwarden.protocol.reader import MessageReader
 from pgwarden.proxy.hooks import EndSession, Hold, SessionHooks, SessionInfo, Statement, Verdict
 
 if TYPE_CHECKING:
+    from pgwarden.metrics import Metrics
     from pgwarden.proxy.upstream import Upstream
 
 log = logging.getLogger("pgwarden.relay")
@@ -70,6 +71,7 @@ log = logging.getLogger("pgwarden.relay")
 # Pending kinds
 PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, SYNC, QUERY, INJECTED_EXT, INJECTED_SIMPLE = range(9)
 _EXTENDED = frozenset({PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, INJECTED_EXT})
+_TIMED = frozenset({QUERY, EXECUTE, INJECTED_EXT, INJECTED_SIMPLE})  # one per statement
 
 _SHOW_SESSION_ID = re.compile(
     r"""^\s*show\s+(?:pgwarden\.session_id|"pgwarden\.session_id"|"pgwarden"\."session_id")\s*;?\s*$""",
@@ -97,6 +99,8 @@ class Pending:
     ref: object | None = None  # the hooks' handle on the statement this answers
     parsed: tuple[str, tuple[int, ...]] | None = None  # PARSE: what the name will mean
     portal: _Portal | None = None  # BIND: what the portal will run
+    started: float = 0.0  # QUERY/EXECUTE and refusals: when the client's message was judged
+    outcome: str = ""  # for metrics: allowed, denied, approved, rejected
 
 
 class SessionEnded(Exception):
@@ -122,8 +126,11 @@ class Relay:
         client_writer: asyncio.StreamWriter,
         client_parser: MessageReader,
         upstream: Upstream,
+        metrics: Metrics | None = None,
     ) -> None:
         self.info = info
+        self.metrics = metrics
+        self._outcome = "allowed"  # of the last verdict (see _verdict)
         self.hooks = hooks
         self.creader = client_reader
         self.cwriter = client_writer
@@ -195,6 +202,9 @@ class Relay:
         raise SessionEnded(reason)
 
     def _enqueue(self, p: Pending) -> None:
+        if self.metrics is not None and p.kind in _TIMED:
+            p.started = time.perf_counter()
+            p.outcome = self._outcome
         self.pending.append(p)
         self.drained.clear()
 
@@ -255,6 +265,13 @@ class Relay:
         )
 
     async def _verdict(self, coro: object) -> Verdict:
+        self._outcome = ""
+        verdict = await self._judged(coro)
+        if not self._outcome:  # not set by a hold
+            self._outcome = "allowed" if verdict.action == "allow" else "denied"
+        return verdict
+
+    async def _judged(self, coro: object) -> Verdict:
         try:
             verdict = await coro  # type: ignore[misc]
         except EndSession as exc:
@@ -274,6 +291,8 @@ class Relay:
             verdict = await self._hold(verdict.hold)
             if verdict.action == "hold":
                 return Verdict.deny("held twice; refused", rule="fail-closed")
+            self._outcome = "approved" if verdict.action == "allow" else "rejected"
+            return verdict
         return verdict
 
     async def _hold(self, hold: Hold) -> Verdict:
@@ -582,6 +601,8 @@ class Relay:
 
     def _pop(self) -> Pending | None:
         p = self.pending.popleft() if self.pending else None
+        if p is not None and p.started and self.metrics is not None:
+            self.metrics.statement(p.outcome, time.perf_counter() - p.started)
         if p is not None:
             if p.kind == PARSE:
                 self._unconfirmed(b"S", p.name, -1)

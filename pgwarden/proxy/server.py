@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pgwarden.auth.identity import AuthError
 from pgwarden.auth.verifier import TokenVerifier
 from pgwarden.config import Config, TargetConfig
+from pgwarden.metrics import Metrics
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.errors import ProtocolError
 from pgwarden.protocol.messages import (
@@ -178,8 +179,10 @@ class Gateway:
         config: Config,
         verifier: TokenVerifier,
         hooks_factory: HooksFactory | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.verifier = verifier
         self.hooks_factory: HooksFactory = hooks_factory or (lambda info: SessionHooks())
         self.sessions: dict[str, ActiveSession] = {}
@@ -270,6 +273,19 @@ class Gateway:
             parser.feed(data)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            await self._handle_connection(reader, writer)
+            return
+        metrics.connection_opened()
+        try:
+            await self._handle_connection(reader, writer)
+        finally:
+            metrics.connection_closed()
+
+    async def _handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         client_addr = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
         parser = MessageReader("client", startup=True, max_message=16384)
@@ -391,6 +407,8 @@ class Gateway:
         try:
             identity = await self.verifier.verify(token, user=user)
         except AuthError as exc:
+            if self.metrics is not None:
+                self.metrics.token_failure(exc.message)
             log.info(
                 "authentication failed for user %r from %s: %s", user, client_addr, exc.message
             )
@@ -473,7 +491,9 @@ class Gateway:
         self._by_pid.setdefault(session.pid, []).append(session)
         reason = "gateway stopped"
         try:
-            relay = Relay(info, session.hooks, reader, writer, parser, session.upstream)
+            relay = Relay(
+                info, session.hooks, reader, writer, parser, session.upstream, self.metrics
+            )
             session.relay = relay
             reason = await relay.run()
         finally:

@@ -212,6 +212,7 @@ class RecordingWriter:
         self.clock = clock
         self.on_checkpoint = on_checkpoint
         self.last_seq = 0
+        self.bytes_written = 0  # stored bytes of every event so far (for metrics)
         self.last_hash = ZERO_HASH
         self.last_type: str | None = None
         self.ended = False
@@ -244,6 +245,7 @@ class RecordingWriter:
                 cipher=self.cipher,
             )
             self.storage.append(self.session_id, line)
+            self.bytes_written += len(line)
         except Exception as exc:
             self.error = exc
             raise RecordingError(f"cannot record {type_} event {seq}: {exc}") from exc

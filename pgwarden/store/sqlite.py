@@ -157,7 +157,11 @@ class SqliteStore:
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            # NORMAL in WAL mode: a commit survives a crash of the process, only a power loss
+            # may drop the last ones. The index is rebuilt from the recordings (which have
+            # their own durability setting), and FULL cost an fsync per progress update in
+            # the data path's event loop.
+            self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except BaseException:
             self._db.close()

@@ -122,7 +122,7 @@ def test_demo_prints_ready_to_paste_lines_and_cleans_up(
     assert claims["sub"] == "agent-7" and claims["groups"] == ["agents"]
     alice_token = lines["alice"].removeprefix("PGPASSWORD=").split(" ")[0]
     alice = jwt.decode(alice_token, options={"verify_signature": False})
-    assert alice["sub"] == "alice" and alice["groups"] == ["dba"]
+    assert alice["sub"] == "alice" and alice["groups"] == ["dba", "auditors"]
     assert f"http://127.0.0.1:{api}/" in result.stdout
 
     # The gateway got a config pointing at the cluster, with the app role's password.
