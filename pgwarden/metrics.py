@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -180,6 +181,7 @@ class Metrics:
         # double the exposition for nothing a dashboard uses; the switch is process-wide, and
         # this process is the gateway.
         disable_created_metrics()  # type: ignore[no-untyped-call] # untyped in the library
+        self._statement_children: dict[str, tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         info = Gauge("pgwarden_build_info", "pgwarden version", ["version"], registry=r)
@@ -254,13 +256,22 @@ class Metrics:
 
     def statement(self, decision: str, seconds: float) -> None:
         """One statement is over: its final outcome (see the module doc) and its duration."""
-        label = decision.strip().lower()
-        label = _DECISION_ALIASES.get(label, label)
-        if label not in STATEMENT_DECISIONS:
-            label = "other"
-        self._statements.labels(decision=label).inc()
+        children = self._statement_children.get(decision)
+        if children is None:
+            label = decision.strip().lower()
+            label = _DECISION_ALIASES.get(label, label)
+            if label not in STATEMENT_DECISIONS:
+                label = "other"
+            # labels() costs more than the increment: resolved once per decision word
+            children = (
+                self._statements.labels(decision=label),
+                self._latency.labels(decision=label),
+            )
+            if len(self._statement_children) < 64:
+                self._statement_children[decision] = children
+        children[0].inc()
         if seconds >= 0:  # a clock step backwards must not corrupt the histogram's sum
-            self._latency.labels(decision=label).observe(seconds)
+            children[1].observe(seconds)
 
     def masked(self, counts: Mapping[str, int]) -> None:
         """Values masked, per detector or column rule (the recorder's ``masked`` counts)."""

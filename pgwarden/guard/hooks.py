@@ -226,6 +226,9 @@ class GuardHooks(SessionHooks):
                 self.metrics.masked(counts)
         return out
 
+    def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
+        return self.masking is None or self.masking.copy_run_untouched(run)
+
     async def record_server_messages(
         self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
     ) -> None:

@@ -173,6 +173,11 @@ class SessionMasking:
             return self.masker.mask_parameter_status(msg)
         return msg, NO_COUNTS
 
+    def copy_run_untouched(self, run: list[bytes]) -> bool:
+        """Whole COPY rows that cannot hold anything to mask (one cheap scan of them all)."""
+        copy = self._copy
+        return copy is not None and copy.can_pass(b"".join(r[5:] for r in run))
+
     def _row_masker(self, desc: RowDescription | None, scope: MaskingScope | None) -> RowMasker:
         reads = scope.reads if scope is not None else frozenset()
         last = self._last

@@ -100,6 +100,23 @@ def _mask_tree(masker: Masker, value: Any, counts: Counter[str]) -> Any:
     return value
 
 
+_DICTS: dict[int, tuple[Classification, dict[str, Any]]] = {}
+_DICTS_KEPT = 4096
+
+
+def _classification_dict(c: Classification) -> dict[str, Any]:
+    """``c.to_dict()``, built once per Classification object (the classifier's cache hands
+    out the same object for the same text); the dict is only read afterwards."""
+    hit = _DICTS.get(id(c))
+    if hit is not None and hit[0] is c:
+        return hit[1]
+    d = c.to_dict()
+    if len(_DICTS) >= _DICTS_KEPT:
+        _DICTS.clear()
+    _DICTS[id(c)] = (c, d)
+    return d
+
+
 def _columns(desc: RowDescription) -> list[Column]:
     return [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
 
@@ -217,7 +234,7 @@ class SessionRecorder:
             decision=RecordedDecision(
                 decision.action, decision.rule, decision.reason, decision.mode
             ),
-            classification=classification.to_dict(),
+            classification=_classification_dict(classification),
             params=params,
             param_types=tuple(param_types),
             statement_name=statement_name,

@@ -119,6 +119,17 @@ class CopyMasker:
         its bytes are held until a row completes."""
         return guard(self._feed, msg)
 
+    def can_pass(self, data: bytes) -> bool:
+        """True when ``data`` (whole text or CSV rows, as several CopyData payloads) holds
+        nothing to mask, so its messages may be forwarded without ``feed``: no row is held,
+        no column rule applies, and the detectors' pre-check finds nothing."""
+        return (
+            not self.binary
+            and not self._held
+            and not self._any_rule
+            and (not self._active or not self._scanner.may_match(data))
+        )
+
     def end(self) -> tuple[CopyData | None, Counter[str]]:
         """At CopyDone: raises MaskingFailure if an unfinished row is held; otherwise
         returns None (nothing held)."""

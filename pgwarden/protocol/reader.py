@@ -11,13 +11,16 @@ from __future__ import annotations
 import struct
 
 from pgwarden.protocol.errors import ProtocolError, Side
-from pgwarden.protocol.messages import Message, MessagePart, decode, decode_startup
+from pgwarden.protocol.messages import CopyData, Message, MessagePart, decode, decode_startup
 
 MAX_STARTUP_PACKET = 10_000
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 _STREAMABLE = {"client": frozenset({b"d"}), "server": frozenset({b"d", b"D"})}
 _HEADER = struct.Struct("!ci")
 _LEN = struct.Struct("!i")
+
+
+_SMALL: dict[tuple[str, bytes], Message] = {}
 
 
 class MessageReader:
@@ -96,7 +99,52 @@ class MessageReader:
             return None
         raw = bytes(self._buf[self._pos : self._pos + total])
         self._pos += total
+        if total <= 6:
+            # ParseComplete, BindComplete, ReadyForQuery, Sync, ...: a handful of distinct
+            # byte strings; decoded once each (messages are immutable, so they are shared).
+            small = _SMALL.get((self.side, raw))
+            if small is None:
+                small = decode(self.side, raw, self.encoding)
+                if len(_SMALL) < 256:
+                    _SMALL[(self.side, raw)] = small
+            return small
         return decode(self.side, raw, self.encoding)
+
+    def next_copy_run(self, limit: int = 256 * 1024) -> list[bytes]:
+        """The raw bytes of the complete CopyData messages at the head of the buffer (up to
+        about ``limit`` bytes), each message whole; empty when the next message is not a
+        complete CopyData."""
+        if self._stream_left or self.startup:
+            return []
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        out: list[bytes] = []
+        size = 0
+        while end - pos >= 5 and buf[pos] == 0x64:  # b"d"
+            (length,) = _LEN.unpack_from(buf, pos + 1)
+            if length < 4 or length + 1 > self.max_message:
+                break  # let next() report or stream it
+            stop = pos + 1 + length
+            if stop > end:
+                break
+            out.append(bytes(buf[pos:stop]))
+            size += length + 1
+            pos = stop
+            if size >= limit:
+                break
+        self._pos = pos
+        return out
+
+    def next_copy_data(self, limit: int = 256 * 1024) -> CopyData | None:
+        """The complete CopyData messages at the head of the buffer joined into one, or None
+        when the next message is not a complete CopyData. Only for data sent *to* the
+        server: PostgreSQL accepts COPY data split anywhere, while clients reading COPY TO
+        STDOUT (psycopg's rows()) expect one row per message as the server sends them."""
+        run = self.next_copy_run(limit)
+        if not run:
+            return None
+        if len(run) == 1:
+            return CopyData(run[0])
+        return CopyData.build(b"".join(r[5:] for r in run))
 
     def _next_startup(self, avail: int) -> Message | None:
         if avail < 4:

@@ -139,6 +139,11 @@ class SessionHooks:
         Raising withholds the message and ends the session."""
         return msg
 
+    def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
+        """A run of whole CopyData messages (COPY TO STDOUT rows): True if they may be
+        forwarded as they are, without passing each through ``filter_server_message``."""
+        return True
+
     async def record_server_messages(
         self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
     ) -> None:

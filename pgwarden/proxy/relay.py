@@ -103,6 +103,11 @@ class Pending:
     outcome: str = ""  # for metrics: allowed, denied, approved, rejected
 
 
+@dataclass(frozen=True, slots=True)
+class _Passthrough(Message):
+    """Several whole server messages forwarded as they are (a run of COPY rows)."""
+
+
 class SessionEnded(Exception):
     """Raised inside the relay to end the session with a reason."""
 
@@ -164,6 +169,7 @@ class Relay:
         self.portal_desc: dict[str, RowDescription | None] = {}
         self.columns: RowDescription | None = None
         self.copy_in = False  # the server is in COPY FROM STDIN: it ignores Sync and Flush
+        self.copy_out = False  # the server is sending COPY TO STDOUT data
         self._ref: object | None = None  # the ref of the statement being answered
 
     # -----------------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ class Relay:
                 out: list[bytes] = []
                 while True:
                     try:
-                        msg = parser.next()
+                        msg = (parser.next_copy_data() if self.copy_in else None) or parser.next()
                     except ProtocolError as exc:
                         if out:
                             writer.write(b"".join(out))
@@ -531,6 +537,11 @@ class Relay:
                 parser.feed(data)
                 out: list[tuple[Message, object, RowDescription | None]] = []
                 while True:
+                    if self.copy_out:
+                        run = parser.next_copy_run()
+                        if run:
+                            await self._copy_run(run, out)
+                            continue
                     try:
                         msg = parser.next()
                     except ProtocolError as exc:
@@ -575,6 +586,40 @@ class Relay:
                     await writer.drain()
         except (ConnectionError, OSError):
             self._ended("connection lost")
+
+    async def _copy_run(
+        self, run: list[bytes], out: list[tuple[Message, object, RowDescription | None]]
+    ) -> None:
+        """A run of COPY TO STDOUT rows (one CopyData each, as PostgreSQL sends them and as
+        clients read them): forwarded untouched in one piece when the masking says nothing
+        in it can need masking, else message by message."""
+        ref = self.pending[0].ref if self.pending else None
+        self._ref = ref
+        try:
+            untouched = self.hooks.copy_run_untouched(self.info, run, ref)
+        except Exception as exc:
+            log.warning("masking failed in session %s on COPY data: %s", self.info.id, exc)
+            if out:
+                await self._deliver(out)
+                out.clear()
+            await self._fatal(
+                "58000",
+                "pgwarden: a result could not be masked and was withheld; the session ends",
+                f"masking failed: {type(exc).__name__}",
+            )
+        if untouched:
+            out.append((_Passthrough(b"".join(run)), ref, None))
+            return
+        for raw in run:
+            try:
+                fwd = self._on_server(CopyData(raw))
+            except FatalToClient as fatal:
+                if out:
+                    await self._deliver(out)
+                    out.clear()
+                await self._fatal(fatal.sqlstate, fatal.message, fatal.reason)
+            if fwd is not None:
+                out.append((fwd, ref, self.columns))
 
     async def _deliver(self, out: list[tuple[Message, object, RowDescription | None]]) -> None:
         """Record, then send to the client: nothing reaches the client unrecorded."""
@@ -674,7 +719,7 @@ class Relay:
             if front is not None and front.kind == INJECTED_SIMPLE:
                 front.verdict = None  # a multi-part error reply must not be rewritten twice
             self.columns = None
-            self.copy_in = False
+            self.copy_in = self.copy_out = False
             return reply
         if isinstance(msg, ReadyForQuery):
             while pending and pending[0].kind in _EXTENDED:
@@ -683,6 +728,7 @@ class Relay:
                 self._pop()
             self.info.tx_status = msg.status
             self.columns = None
+            self.copy_out = False
             return msg
         if isinstance(msg, ParseComplete):
             if front is not None and front.kind == PARSE:
@@ -719,6 +765,7 @@ class Relay:
                     self.portal_desc[front.name] = None
             return msg
         if isinstance(msg, CopyResponse):
+            self.copy_out = msg.direction == b"H"
             if msg.direction == b"G":
                 self.copy_in = True
                 if front is not None and front.kind == EXECUTE:
@@ -745,5 +792,7 @@ class Relay:
             self.columns = self._result_columns(front.name)
         if isinstance(msg, CopyData):
             return self._filter(msg)
+        if isinstance(msg, CopyDone):
+            self.copy_out = False
         # NoticeResponse, NotificationResponse, ParameterDescription, CopyDone, ...
         return self._filter(msg)

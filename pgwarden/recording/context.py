@@ -64,6 +64,8 @@ def _skip_string(sql: str, i: int, backslash: bool) -> int:
 
 def _trailing_comment(sql: str) -> str | None:
     """The body of the block comment that is the statement's last token, if any."""
+    if not sql.rstrip(" \t\n\r\f\v;").endswith("*/"):
+        return None  # the common case, decided without scanning the statement
     i, n = 0, len(sql)
     last: tuple[str, int, int] | None = None  # (kind, start, end) of the last real token
     while i < n:
