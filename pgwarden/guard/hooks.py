@@ -226,6 +226,18 @@ class GuardHooks(SessionHooks):
                 self.metrics.masked(counts)
         return out
 
+    def rows_untouched(
+        self,
+        info: SessionInfo,
+        run: list[bytes],
+        columns: RowDescription | None,
+        ref: object | None,
+    ) -> bool:
+        if self.masking is None:
+            return True
+        scope = ref.masking if isinstance(ref, StatementScope) else None
+        return self.masking.rows_untouched(run, columns, scope)
+
     def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
         return self.masking is None or self.masking.copy_run_untouched(run)
 

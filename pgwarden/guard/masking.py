@@ -173,6 +173,12 @@ class SessionMasking:
             return self.masker.mask_parameter_status(msg)
         return msg, NO_COUNTS
 
+    def rows_untouched(
+        self, run: list[bytes], columns: RowDescription | None, scope: MaskingScope | None
+    ) -> bool:
+        """Whole DataRow messages of one result that cannot hold anything to mask."""
+        return self._row_masker(columns, scope).can_pass(b"".join(run))
+
     def copy_run_untouched(self, run: list[bytes]) -> bool:
         """Whole COPY rows that cannot hold anything to mask (one cheap scan of them all)."""
         copy = self._copy

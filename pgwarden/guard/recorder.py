@@ -32,7 +32,7 @@ from pgwarden.protocol.messages import (
     PortalSuspended,
     RowDescription,
 )
-from pgwarden.proxy.hooks import EndSession, SessionInfo
+from pgwarden.proxy.hooks import EndSession, MessageRun, SessionInfo
 from pgwarden.recording import (
     ApprovalEvent,
     Column,
@@ -356,7 +356,16 @@ class SessionRecorder:
                         if sref is not None:
                             for name, n in found.items():
                                 sref.builder.count_masked(name, n)
-                if isinstance(msg, DataRow):
+                if isinstance(msg, MessageRun):
+                    if sref is None or msg.kind != b"D":
+                        continue
+                    b = sref.builder
+                    if not b.columns and columns is not None:
+                        b.set_columns(_columns(columns))
+                    for part in msg.parts:
+                        values = DataRow(part).values() if len(b.rows) < b.cap else ()
+                        b.add_row_body(part[5:], values)
+                elif isinstance(msg, DataRow):
                     if sref is None:
                         continue
                     b = sref.builder

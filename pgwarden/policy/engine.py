@@ -235,6 +235,11 @@ def _match(
 ) -> _Match | _NeedsEstimate | None:
     w = rule.when
     universal = rule.action == "allow"
+    # Cheap refusals first (most rules name kinds): st.kinds holds every executed kind.
+    if w.kinds is not None and (
+        not st.kinds <= w.kinds if universal else w.kinds.isdisjoint(st.kinds)
+    ):
+        return None
     if w.subjects is not None and not _glob_any(w.subjects, identity.subject):
         return None
     if w.groups is not None and not any(_glob_any(w.groups, g) for g in identity.groups):

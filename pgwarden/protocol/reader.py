@@ -114,12 +114,17 @@ class MessageReader:
         """The raw bytes of the complete CopyData messages at the head of the buffer (up to
         about ``limit`` bytes), each message whole; empty when the next message is not a
         complete CopyData."""
+        return self.next_run(0x64, limit)  # b"d"
+
+    def next_run(self, code: int, limit: int = 256 * 1024) -> list[bytes]:
+        """The raw bytes of the complete messages of type ``code`` at the head of the buffer
+        (up to about ``limit`` bytes), each whole and undecoded."""
         if self._stream_left or self.startup:
             return []
         buf, pos, end = self._buf, self._pos, len(self._buf)
         out: list[bytes] = []
         size = 0
-        while end - pos >= 5 and buf[pos] == 0x64:  # b"d"
+        while end - pos >= 5 and buf[pos] == code:
             (length,) = _LEN.unpack_from(buf, pos + 1)
             if length < 4 or length + 1 > self.max_message:
                 break  # let next() report or stream it

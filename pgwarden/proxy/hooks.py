@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pgwarden.protocol.messages import Message
+
 if TYPE_CHECKING:
     from pgwarden.auth.identity import Identity
-    from pgwarden.protocol.messages import Bind, Message, RowDescription
+    from pgwarden.protocol.messages import Bind, RowDescription
 
 Action = Literal["allow", "deny", "hold"]
 
@@ -62,6 +64,15 @@ class Verdict:
 
 
 ALLOW = Verdict("allow")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRun(Message):
+    """Several whole server messages of one kind forwarded as they are (``raw`` is all of
+    them); ``parts`` are the messages one by one, for the recording."""
+
+    parts: tuple[bytes, ...] = ()
+    kind: bytes = b""  # the messages' type byte: b"D" (rows of a result) or b"d" (COPY data)
 
 
 class EndSession(Exception):
@@ -138,6 +149,17 @@ class SessionHooks:
         COPY row split across messages). ``ref`` is the answered statement's ``Verdict.ref``.
         Raising withholds the message and ends the session."""
         return msg
+
+    def rows_untouched(
+        self,
+        info: SessionInfo,
+        run: list[bytes],
+        columns: RowDescription | None,
+        ref: object | None,
+    ) -> bool:
+        """A run of whole DataRow messages of one result: True if they may be forwarded as
+        they are, without passing each through ``filter_server_message``."""
+        return True
 
     def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
         """A run of whole CopyData messages (COPY TO STDOUT rows): True if they may be

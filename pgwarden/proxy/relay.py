@@ -60,7 +60,15 @@ from pgwarden.protocol.messages import (
     Terminate,
 )
 from pgwarden.protocol.reader import MessageReader
-from pgwarden.proxy.hooks import EndSession, Hold, SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.hooks import (
+    EndSession,
+    Hold,
+    MessageRun,
+    SessionHooks,
+    SessionInfo,
+    Statement,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from pgwarden.metrics import Metrics
@@ -101,11 +109,6 @@ class Pending:
     portal: _Portal | None = None  # BIND: what the portal will run
     started: float = 0.0  # QUERY/EXECUTE and refusals: when the client's message was judged
     outcome: str = ""  # for metrics: allowed, denied, approved, rejected
-
-
-@dataclass(frozen=True, slots=True)
-class _Passthrough(Message):
-    """Several whole server messages forwarded as they are (a run of COPY rows)."""
 
 
 class SessionEnded(Exception):
@@ -540,7 +543,12 @@ class Relay:
                     if self.copy_out:
                         run = parser.next_copy_run()
                         if run:
-                            await self._copy_run(run, out)
+                            await self._run(run, b"d", out)
+                            continue
+                    elif self.columns is not None:
+                        run = parser.next_run(0x44)  # b"D": more rows of the current result
+                        if run:
+                            await self._run(run, b"D", out)
                             continue
                     try:
                         msg = parser.next()
@@ -587,16 +595,22 @@ class Relay:
         except (ConnectionError, OSError):
             self._ended("connection lost")
 
-    async def _copy_run(
-        self, run: list[bytes], out: list[tuple[Message, object, RowDescription | None]]
+    async def _run(
+        self,
+        run: list[bytes],
+        kind: bytes,
+        out: list[tuple[Message, object, RowDescription | None]],
     ) -> None:
-        """A run of COPY TO STDOUT rows (one CopyData each, as PostgreSQL sends them and as
-        clients read them): forwarded untouched in one piece when the masking says nothing
-        in it can need masking, else message by message."""
+        """A run of whole DataRow (b"D") or COPY TO STDOUT CopyData (b"d") messages: kept
+        as separate messages (clients read COPY row by row), forwarded untouched in one piece
+        when the masking says nothing in them can need masking, else message by message."""
         ref = self.pending[0].ref if self.pending else None
         self._ref = ref
         try:
-            untouched = self.hooks.copy_run_untouched(self.info, run, ref)
+            if kind == b"D":
+                untouched = self.hooks.rows_untouched(self.info, run, self.columns, ref)
+            else:
+                untouched = self.hooks.copy_run_untouched(self.info, run, ref)
         except Exception as exc:
             log.warning("masking failed in session %s on COPY data: %s", self.info.id, exc)
             if out:
@@ -608,11 +622,11 @@ class Relay:
                 f"masking failed: {type(exc).__name__}",
             )
         if untouched:
-            out.append((_Passthrough(b"".join(run)), ref, None))
+            out.append((MessageRun(b"".join(run), tuple(run), kind), ref, self.columns))
             return
         for raw in run:
             try:
-                fwd = self._on_server(CopyData(raw))
+                fwd = self._on_server(DataRow(raw) if kind == b"D" else CopyData(raw))
             except FatalToClient as fatal:
                 if out:
                     await self._deliver(out)

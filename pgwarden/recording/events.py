@@ -133,9 +133,20 @@ CLAIMS_USED = (
 # timestamps
 
 
+_SECOND: list[tuple[datetime | None, str]] = [(None, "")]  # last whole second, formatted
+
+
 def format_ts(t: float) -> str:
     """``2026-01-02T03:04:05.123456Z`` for a unix time."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # strftime costs more than the rest of an event's encoding; every event within the same
+    # second shares its prefix, so only the microseconds are formatted per event.
+    dt = datetime.fromtimestamp(t, UTC)
+    whole = dt.replace(microsecond=0)
+    cached = _SECOND[0]  # one tuple, read once: safe if another thread replaces it
+    if cached[0] != whole:
+        cached = (whole, whole.strftime("%Y-%m-%dT%H:%M:%S"))
+        _SECOND[0] = cached
+    return f"{cached[1]}.{dt.microsecond:06d}Z"
 
 
 def parse_ts(ts: str) -> float:

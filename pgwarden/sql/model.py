@@ -221,8 +221,12 @@ class StatementInfo:
     kinds: frozenset[str] = field(init=False)
     wheres: frozenset[str] = field(init=False)
     where: Where | None = field(init=False)
+    executed_operations: tuple[Operation, ...] = field(init=False)  # those that run
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "executed_operations", tuple(op for op in self.operations if op.executes)
+        )
         nested = frozenset(op.kind for op in self.operations[1:] if op.executes)
         wheres = frozenset(
             op.where
@@ -233,10 +237,6 @@ class StatementInfo:
         object.__setattr__(self, "kinds", nested | {self.kind})
         object.__setattr__(self, "wheres", wheres)
         object.__setattr__(self, "where", _worst_where(wheres))
-
-    @property
-    def executed_operations(self) -> tuple[Operation, ...]:
-        return tuple(op for op in self.operations if op.executes)
 
     @property
     def tables(self) -> frozenset[str]:

@@ -381,3 +381,18 @@ def test_whole_row_reference_of_a_protected_table_is_masked_whole() -> None:
     out, counts = rows.mask_datarow(DataRow.build((b'(1,"Ada Lovelace")',)))
     assert b"Ada" not in out.raw
     assert counts == {"column:public.customers.name": 1}
+
+
+def test_can_pass_only_rows_with_nothing_to_mask() -> None:
+    m = Masker(load_masking("default"), b"k" * 32)
+    desc = RowDescription.build((Column("name", 0, 0, 25, -1, -1, 0),))
+    rows = m.for_columns(desc, None)
+    clean = b"".join(DataRow.build((b"Ada %d" % i,)).raw for i in range(50))
+    assert rows.can_pass(clean)
+    dirty = clean + DataRow.build((b"ada@example.com",)).raw
+    assert not rows.can_pass(dirty)
+    # a computed text column of nine digits may be an SSN: always looked at
+    assert not rows.can_pass(DataRow.build((b"332206469",)).raw)
+    # column rules with unknown columns: never passed unseen
+    ruled = Masker(load_masking({"columns": ["*.name"]}), b"k" * 32)
+    assert not ruled.for_columns(None).can_pass(clean)
