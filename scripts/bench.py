@@ -187,9 +187,7 @@ def pg_backends(pg: DevCluster) -> Callable[[], int]:
     session; pgbouncer only its pool)."""
 
     def count() -> int:
-        out = pg.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'"
-        )
+        out = pg.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
         return int(out.strip() or 0)
 
     return count
