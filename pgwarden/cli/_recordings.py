@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +33,7 @@ from pgwarden.config import Config, redact_url
 # re-exported here so the commands keep importing them from one place.
 from pgwarden.recording.access import (
     ReadLine,
+    RecordingAccess,
     is_encrypted,
     iso,
     read_lines,
@@ -42,12 +43,10 @@ from pgwarden.recording.access import parse_time as _parse_time
 from pgwarden.recording.crypto import RecordingCipher
 from pgwarden.recording.signing import load_public_key, load_trusted_keys
 from pgwarden.recording.storage import (
-    RecordingNotFound,
-    RecordingStorage,
     StorageError,
     open_storage,
 )
-from pgwarden.store import DEFAULT_DB_NAME, Store, StoreError, open_store
+from pgwarden.store import DEFAULT_DB_NAME, StoreError, open_store
 from pgwarden.store.base import SessionRecord
 
 __all__ = [
@@ -76,28 +75,15 @@ PublicKeyOption = Annotated[
 
 
 @dataclass(slots=True)
-class Recordings:
-    """The session index, the recording storage and the keys of one config."""
+class Recordings(RecordingAccess):
+    """The session index, the recording storage and the keys of one config; a storage that
+    cannot answer ends the command (exit 1) instead of raising."""
 
-    config: Config
-    store: Store
-    storage: RecordingStorage
-    keys: list[Ed25519PublicKey] = field(default_factory=list)
-    cipher: RecordingCipher | None = None
-
-    def session(self, session_id: str) -> SessionRecord | None:
-        if not valid_session_id(session_id):
-            return None
-        return self.store.get_session(session_id)
+    config: Config | None = None
 
     def read(self, session_id: str) -> bytes | None:
-        """The stored bytes of a recording, None when there is none."""
-        if not valid_session_id(session_id):
-            return None
         try:
-            return self.storage.read(session_id)
-        except RecordingNotFound:
-            return None
+            return RecordingAccess.read(self, session_id)
         except StorageError as exc:
             fail(f"session {session_id}: {exc}")
 
@@ -144,7 +130,7 @@ def open_recordings(
         store.close()
         fail(f"cannot open the recordings at {cfg.recordings or data_dir / 'recordings'}: {exc}")
     try:
-        yield Recordings(cfg, store, storage, trusted, the_cipher)
+        yield Recordings(store, storage, trusted, the_cipher, config=cfg)
     finally:
         with contextlib.suppress(Exception):
             storage.shutdown()
