@@ -129,6 +129,14 @@ class SessionFilter:
         )
 
 
+def check_vote(state: str, decider: str) -> None:
+    """The arguments of ``Store.add_approval_vote`` every backend refuses alike."""
+    if state not in APPROVAL_STATES:
+        raise ValueError(f"bad state {state!r}")
+    if not decider:
+        raise ValueError("a vote needs a decider")
+
+
 @dataclass(frozen=True, slots=True)
 class ApprovalRecord:
     id: str

@@ -17,6 +17,7 @@ from pgwarden.store.base import (
     SessionRecord,
     SessionState,
     StoreError,
+    check_vote,
 )
 
 __all__ = ["MemoryStore"]
@@ -204,10 +205,7 @@ class MemoryStore:
         expected_deciders: Sequence[str],
         state: ApprovalState = "pending",
     ) -> ApprovalRecord | None:
-        if state not in APPROVAL_STATES:
-            raise ValueError(f"bad state {state!r}")
-        if not decider:
-            raise ValueError("a vote needs a decider")
+        check_vote(state, decider)
         with self._lock:
             current = self._approvals.get(approval_id)
             if (

@@ -34,6 +34,7 @@ from pgwarden.store.base import (
     SessionRecord,
     SessionState,
     StoreError,
+    check_vote,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
@@ -464,10 +465,7 @@ class SqliteStore:
         expected_deciders: Sequence[str],
         state: ApprovalState = "pending",
     ) -> ApprovalRecord | None:
-        if state not in APPROVAL_STATES:
-            raise ValueError(f"bad state {state!r}")
-        if not decider:
-            raise ValueError("a vote needs a decider")
+        check_vote(state, decider)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
