@@ -28,7 +28,7 @@ from pgwarden.approvals import ApprovalService, PendingApproval
 from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.masking import MaskingScope, SessionMasking
-from pgwarden.guard.recorder import RecordingSetup, SessionRecorder, StatementRef
+from pgwarden.guard.recorder import RecordingSetup, SessionRecorder, StatementRef, mask_params
 from pgwarden.masking import Masker
 from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
@@ -308,19 +308,18 @@ class GuardHooks(SessionHooks):
         recorded: StatementRef | None,
     ) -> Verdict:
         assert self.approvals is not None
-        params: list[object] = []
+        params: list[Any] = []
         if stmt is not None and stmt.bind is not None:
-            bind = stmt.bind
-            formats = [bind.param_format(i) for i in range(len(bind.params))]
-            params = list(encode_params(bind.params, formats, list(stmt.param_types)))
-        shown_sql: object = sql
+            params = encode_params(stmt.bind.params, stmt.bind.param_formats, stmt.param_types)
         if self.masker is not None:
-            # approvers see the statement as a log would: sensitive values masked
-            shown_sql, _ = self.masker.mask_text(sql)
-            params = [self.masker.mask_text(p)[0] if isinstance(p, str) else p for p in params]
+            # approvers see the statement as a log would: sensitive values masked (decoded
+            # binary parameters included, as in the recording)
+            ignored: Counter[str] = Counter()
+            sql = self.masker.mask_json(sql, ignored)
+            params = mask_params(self.masker, params, ignored)
         pending = await self.approvals.request(
             session_id=info.id,
-            sql=str(shown_sql),
+            sql=sql,
             params=params,
             requester=info.identity,
             target=info.target,

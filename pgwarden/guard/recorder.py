@@ -10,6 +10,7 @@ statement is not forwarded and the session ends (fail closed).
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import time
@@ -86,18 +87,32 @@ class RecordingSetup:
     metrics: Metrics | None = None
 
 
-def _mask_tree(masker: Masker, value: Any, counts: Counter[str]) -> Any:
-    """``value`` (JSON-like) with every string content-masked; counts what was masked."""
-    if isinstance(value, str):
-        out, found = masker.mask_text(value)
+def mask_params(masker: Masker, params: Sequence[Any], counts: Counter[str]) -> list[Any]:
+    """Recorded bind parameters (see ``encode_params``) with sensitive values masked. A
+    parameter kept as base64 (binary format) is decoded and scanned too, and when anything in
+    it was masked its bytes are withheld (``data: null``): the base64 would give the value
+    back, and a binary int8 card number cannot be masked in place."""
+    out: list[Any] = []
+    for p in params:
+        if not (isinstance(p, Mapping) and p.get("encoding") == "base64"):
+            out.append(masker.mask_json(p, counts))
+            continue
+        found: Counter[str] = Counter()
+        q = dict(p)
+        if isinstance(q.get("text"), str):
+            q["text"] = masker.mask_json(q["text"], found)
+        try:
+            raw = base64.b64decode(str(q.get("data") or ""), validate=True)
+        except ValueError:
+            raw = b""
+            found["withheld"] += 1  # not decodable: not kept either
+        if raw and not found:  # the text, when there is one, already said it (count once)
+            found.update(masker.mask_bytes(raw)[1])
         if found:
+            q["data"] = None
             counts.update(found)
-        return out
-    if isinstance(value, Mapping):
-        return {k: _mask_tree(masker, v, counts) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_tree(masker, v, counts) for v in value]
-    return value
+        out.append(q)
+    return out
 
 
 _DICTS: dict[int, tuple[Classification, dict[str, Any]]] = {}
@@ -226,8 +241,7 @@ class SessionRecorder:
         ctx = self.context.for_statement(sql)
         params: Sequence[Any] = ()
         if bind is not None:
-            formats = [bind.param_format(i) for i in range(len(bind.params))]
-            params = encode_params(bind.params, formats, list(param_types))
+            params = encode_params(bind.params, bind.param_formats, param_types)
         event = StatementEvent(
             sql=sql,
             protocol=protocol,  # type: ignore[arg-type]
@@ -265,9 +279,9 @@ class SessionRecorder:
             counts.update(found)
             # the classification quotes the SQL (statement texts): masked only when it can
             # hold something, since walking it costs more than the statement itself
-            classification = _mask_tree(m, classification, counts)
-        params = _mask_tree(m, list(event.params), counts) if event.params else event.params
-        context = _mask_tree(m, event.context, counts) if event.context else event.context
+            classification = m.mask_json(classification, counts)
+        params = mask_params(m, event.params, counts) if event.params else event.params
+        context = m.mask_json(event.context, counts) if event.context else event.context
         if not counts:
             return event
         masked = replace(
@@ -329,8 +343,8 @@ class SessionRecorder:
         context = self.context.session_context()
         if self.masker is not None:
             counts: Counter[str] = Counter()
-            changes = _mask_tree(self.masker, changes, counts)
-            context = _mask_tree(self.masker, context, counts)
+            changes = self.masker.mask_json(changes, counts)
+            context = self.masker.mask_json(context, counts)
             self.counts["masked"] += sum(counts.values())
         try:
             await self.writer.write_context(
@@ -439,4 +453,11 @@ class SessionRecorder:
             log.exception("session index update failed for %s", self.info.id)
 
 
-__all__ = ["GATEWAY_INSTANCE", "RecordingSetup", "SessionEnd", "SessionRecorder", "StatementRef"]
+__all__ = [
+    "GATEWAY_INSTANCE",
+    "RecordingSetup",
+    "SessionEnd",
+    "SessionRecorder",
+    "StatementRef",
+    "mask_params",
+]

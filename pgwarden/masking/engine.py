@@ -13,8 +13,8 @@ import re
 import struct
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from pgwarden.masking import typekinds as T
 from pgwarden.masking._common import (
@@ -541,6 +541,20 @@ class Masker:
         if masked is buf:
             return text, NO_COUNTS
         return masked.decode("utf-8", "surrogateescape"), counts
+
+    def mask_json(self, value: Any, counts: Counter[str]) -> Any:
+        """``value`` (JSON-like: strings, numbers, lists, mappings) with every string
+        content-masked; what was masked is added to ``counts``. Unchanged parts are shared."""
+        if isinstance(value, str):
+            out, found = self.mask_text(value)
+            if found:
+                counts.update(found)
+            return out
+        if isinstance(value, Mapping):
+            return {k: self.mask_json(v, counts) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_json(v, counts) for v in value]
+        return value
 
     # -- messages ------------------------------------------------------------------------------
 

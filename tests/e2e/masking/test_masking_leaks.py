@@ -10,6 +10,7 @@ that leaks nothing directly tests nothing)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -349,3 +350,23 @@ def test_nothing_raw_in_any_recording(mask_env: MaskEnv) -> None:
     ]
     assert not found, f"raw values in files the gateway wrote: {found}"
     assert b'"masked"' in recording.read_bytes()
+
+
+def test_bind_parameters_are_masked_in_the_recording(mask_env: MaskEnv) -> None:
+    """A client's own parameters (text and binary format) are kept masked too: the binary
+    one would otherwise sit in the recording as base64 of the raw value."""
+    email, ssn, card = mask_env.secrets.emails[0], mask_env.secrets.ssns[0], "4111111111111111"
+    with psycopg.connect(mask_env.dsn(), autocommit=True) as conn:
+        session_id = str(conn.execute("SHOW pgwarden.session_id").fetchone()[0])  # type: ignore[index]
+        conn.execute("SELECT %s::text, %s::text", [email, ssn])
+        conn.execute("SELECT %b::text, %b::bigint", [email, int(card)], binary=True)
+    recording = mask_env.data_dir / "recordings" / f"{session_id}.jsonl"
+    deadline = time.time() + 20
+    while recording.read_bytes().count(b'"type":"statement"') < 2:
+        assert time.time() < deadline, "the statements never reached the recording"
+        time.sleep(0.1)
+    data = recording.read_bytes()
+    leaks = mask_env.secrets.leaks(data)
+    assert not leaks, leaks
+    for value in (email.encode(), card.encode()):
+        assert base64.b64encode(value) not in data
