@@ -226,20 +226,18 @@ class GuardHooks(SessionHooks):
                 self.metrics.masked(counts)
         return out
 
-    def rows_untouched(
+    def run_untouched(
         self,
         info: SessionInfo,
-        run: list[bytes],
+        kind: bytes,
+        joined: bytes,
         columns: RowDescription | None,
         ref: object | None,
     ) -> bool:
         if self.masking is None:
             return True
         scope = ref.masking if isinstance(ref, StatementScope) else None
-        return self.masking.rows_untouched(run, columns, scope)
-
-    def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
-        return self.masking is None or self.masking.copy_run_untouched(run)
+        return self.masking.run_untouched(kind, joined, columns, scope)
 
     async def record_server_messages(
         self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]

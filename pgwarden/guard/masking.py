@@ -173,16 +173,20 @@ class SessionMasking:
             return self.masker.mask_parameter_status(msg)
         return msg, NO_COUNTS
 
-    def rows_untouched(
-        self, run: list[bytes], columns: RowDescription | None, scope: MaskingScope | None
+    def run_untouched(
+        self,
+        kind: bytes,
+        joined: bytes,
+        columns: RowDescription | None,
+        scope: MaskingScope | None,
     ) -> bool:
-        """Whole DataRow messages of one result that cannot hold anything to mask."""
-        return self._row_masker(columns, scope).can_pass(b"".join(run))
-
-    def copy_run_untouched(self, run: list[bytes]) -> bool:
-        """Whole COPY rows that cannot hold anything to mask (one cheap scan of them all)."""
+        """Whole DataRow (b"D") or CopyData (b"d") messages, joined, that cannot hold anything
+        to mask: one cheap scan of them all. Their headers are scanned too, which can only
+        add false alarms (then they go message by message), never hide a value."""
+        if kind == b"D":
+            return self._row_masker(columns, scope).can_pass(joined)
         copy = self._copy
-        return copy is not None and copy.can_pass(b"".join(r[5:] for r in run))
+        return copy is not None and copy.can_pass(joined)
 
     def _row_masker(self, desc: RowDescription | None, scope: MaskingScope | None) -> RowMasker:
         reads = scope.reads if scope is not None else frozenset()

@@ -150,20 +150,17 @@ class SessionHooks:
         Raising withholds the message and ends the session."""
         return msg
 
-    def rows_untouched(
+    def run_untouched(
         self,
         info: SessionInfo,
-        run: list[bytes],
+        kind: bytes,
+        joined: bytes,
         columns: RowDescription | None,
         ref: object | None,
     ) -> bool:
-        """A run of whole DataRow messages of one result: True if they may be forwarded as
-        they are, without passing each through ``filter_server_message``."""
-        return True
-
-    def copy_run_untouched(self, info: SessionInfo, run: list[bytes], ref: object | None) -> bool:
-        """A run of whole CopyData messages (COPY TO STDOUT rows): True if they may be
-        forwarded as they are, without passing each through ``filter_server_message``."""
+        """``joined``: a run of whole DataRow (``kind`` b"D", rows of one result) or CopyData
+        (b"d", COPY TO STDOUT rows) messages. True if they may be forwarded as they are,
+        without passing each through ``filter_server_message``."""
         return True
 
     async def record_server_messages(

@@ -111,6 +111,17 @@ class Pending:
     outcome: str = ""  # for metrics: allowed, denied, approved, rejected
 
 
+def _masking_failed(session: str, what: str, exc: Exception) -> FatalToClient:
+    """Fail closed: what masking could not handle is withheld and the session ends; the
+    client is told why, never shown the value."""
+    log.warning("masking failed in session %s on %s: %s", session, what, exc)
+    return FatalToClient(
+        "58000",
+        "pgwarden: a result could not be masked and was withheld; the session ends",
+        f"masking failed: {type(exc).__name__}",
+    )
+
+
 class SessionEnded(Exception):
     """Raised inside the relay to end the session with a reason."""
 
@@ -606,34 +617,24 @@ class Relay:
         when the masking says nothing in them can need masking, else message by message."""
         ref = self.pending[0].ref if self.pending else None
         self._ref = ref
+        joined = b"".join(run)
         try:
-            if kind == b"D":
-                untouched = self.hooks.rows_untouched(self.info, run, self.columns, ref)
-            else:
-                untouched = self.hooks.copy_run_untouched(self.info, run, ref)
-        except Exception as exc:
-            log.warning("masking failed in session %s on COPY data: %s", self.info.id, exc)
+            try:
+                untouched = self.hooks.run_untouched(self.info, kind, joined, self.columns, ref)
+            except Exception as exc:
+                raise _masking_failed(self.info.id, "a run of rows", exc) from None
+            if untouched:
+                out.append((MessageRun(joined, tuple(run), kind), ref, self.columns))
+                return
+            for raw in run:
+                fwd = self._on_server(DataRow(raw) if kind == b"D" else CopyData(raw))
+                if fwd is not None:
+                    out.append((fwd, ref, self.columns))
+        except FatalToClient as fatal:
             if out:
                 await self._deliver(out)
                 out.clear()
-            await self._fatal(
-                "58000",
-                "pgwarden: a result could not be masked and was withheld; the session ends",
-                f"masking failed: {type(exc).__name__}",
-            )
-        if untouched:
-            out.append((MessageRun(b"".join(run), tuple(run), kind), ref, self.columns))
-            return
-        for raw in run:
-            try:
-                fwd = self._on_server(DataRow(raw) if kind == b"D" else CopyData(raw))
-            except FatalToClient as fatal:
-                if out:
-                    await self._deliver(out)
-                    out.clear()
-                await self._fatal(fatal.sqlstate, fatal.message, fatal.reason)
-            if fwd is not None:
-                out.append((fwd, ref, self.columns))
+            await self._fatal(fatal.sqlstate, fatal.message, fatal.reason)
 
     async def _deliver(self, out: list[tuple[Message, object, RowDescription | None]]) -> None:
         """Record, then send to the client: nothing reaches the client unrecorded."""
@@ -647,16 +648,7 @@ class Relay:
         try:
             return self.hooks.filter_server_message(self.info, msg, self.columns, self._ref)
         except Exception as exc:
-            # Fail closed: the message (a value masking could not handle) is withheld and
-            # the session ends; the client is told why, never shown the value.
-            log.warning(
-                "masking failed in session %s on %s: %s", self.info.id, type(msg).__name__, exc
-            )
-            raise FatalToClient(
-                "58000",
-                "pgwarden: a result could not be masked and was withheld; the session ends",
-                f"masking failed: {type(exc).__name__}",
-            ) from None
+            raise _masking_failed(self.info.id, type(msg).__name__, exc) from None
 
     def _pop(self) -> Pending | None:
         p = self.pending.popleft() if self.pending else None
