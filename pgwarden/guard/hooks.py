@@ -180,7 +180,7 @@ class GuardHooks(SessionHooks):
         self.approvals = approvals
         self.metrics = metrics
         self.held: PendingApproval | None = None  # the statement waiting for a decision
-        # id(classification) -> (classification, decision without estimates, needs estimate)
+        # id(classification or its shape) -> (it, decision without estimates, needs estimate)
         self._decisions: dict[int, tuple[Classification, Decision, bool]] = {}
         self._withdrawing: asyncio.Future[Any] | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
@@ -441,17 +441,19 @@ class GuardHooks(SessionHooks):
                 "deny", "gateway-owned-setting", owned, self.policy.mode, fail_closed=True
             )
             return Judgement(c, decision)
-        cached = self._decisions.get(id(c))
-        if cached is not None and cached[0] is c:
+        # The same statement text comes back as the same Classification object (the
+        # classifier's cache), another text of a reusable shape with that shape's first one:
+        # its policy outcome without estimates is decided once (policies read no constants).
+        key = c.shape or c
+        cached = self._decisions.get(id(key))
+        if cached is not None and cached[0] is key:
             decision, estimate_needed = cached[1], cached[2]
         else:
-            # The same statement text comes back as the same Classification object (the
-            # classifier's cache): its policy outcome without estimates is decided once.
             decision = evaluate(self.policy, c, ident, info.target)
             estimate_needed = needs_estimate(self.policy, c, ident, info.target)
             if len(self._decisions) >= _DECISIONS_KEPT:
                 self._decisions.clear()
-            self._decisions[id(c)] = (c, decision, estimate_needed)
+            self._decisions[id(key)] = (key, decision, estimate_needed)
         if with_estimate and estimate_needed:
             estimates = await self._estimates(info, c, bind, param_types)
             decision = evaluate(self.policy, c, ident, info.target, estimates)

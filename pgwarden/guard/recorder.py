@@ -125,6 +125,14 @@ def _classification_dict(c: Classification) -> dict[str, Any]:
     hit = _DICTS.get(id(c))
     if hit is not None and hit[0] is c:
         return hit[1]
+    if c.shape is not None:
+        # Another text of a known shape: the shape's dict with this statement's text in it.
+        base = _classification_dict(c.shape)
+        (st,) = c.statements
+        first = dict(base["statements"][0], text=st.text)
+        if "estimate_sql" in first:
+            first["estimate_sql"] = st.estimate_sql
+        return dict(base, statements=[first])
     d = c.to_dict()
     if len(_DICTS) >= _DICTS_KEPT:
         _DICTS.clear()
@@ -149,6 +157,8 @@ class SessionRecorder:
         self._bytes_reported = 0
         self.context = ContextState(info.application_name or None)
         self.counts = {"allowed": 0, "denied": 0, "reviewed": 0, "masked": 0}
+        self._context_key: tuple[tuple[str, Any], ...] | None = None
+        self._context_masked: tuple[Any, Counter[str]] = ({}, Counter())
         self.writer = RecordingWriter(
             info.id,
             setup.storage,
@@ -281,13 +291,27 @@ class SessionRecorder:
             # hold something, since walking it costs more than the statement itself
             classification = m.mask_json(classification, counts)
         params = mask_params(m, event.params, counts) if event.params else event.params
-        context = m.mask_json(event.context, counts) if event.context else event.context
+        context = self._masked_context(event.context, counts) if event.context else event.context
         if not counts:
             return event
         masked = replace(
             event, sql=sql, params=params, classification=classification, context=context
         )
         self.counts["masked"] += sum(counts.values())
+        return masked
+
+    def _masked_context(self, context: Mapping[str, Any], counts: Counter[str]) -> Any:
+        # The context rarely changes between statements (application_name, a SET prompt):
+        # the last one's masking is reused while its text values are the same.
+        key = tuple(context.items())
+        if not all(isinstance(v, str) for _k, v in key):
+            return self.masker.mask_json(context, counts)  # type: ignore[union-attr]
+        if key != self._context_key:
+            found: Counter[str] = Counter()
+            self._context_masked = (self.masker.mask_json(context, found), found)  # type: ignore[union-attr]
+            self._context_key = key
+        masked, found = self._context_masked
+        counts.update(found)
         return masked
 
     async def approval(self, event: ApprovalEvent) -> None:

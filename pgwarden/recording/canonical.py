@@ -2,10 +2,18 @@
 
 Canonical JSON
 ==============
-``canonical_json(obj)`` is ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
-ensure_ascii=False, allow_nan=False)`` encoded as UTF-8: keys sorted by code point, no
-whitespace, non-ASCII characters as themselves, control characters (newline included) escaped,
-NaN and infinities refused. A line of a recording therefore never contains a raw newline.
+``canonical_json(obj)`` is what orjson writes with sorted keys: UTF-8, keys sorted by code
+point, no whitespace, non-ASCII characters as themselves, control characters (newline included)
+escaped, floats as the shortest text that reads back the same (``1e-7``, not ``1e-07``), NaN
+and infinities as ``null`` (always standard JSON). A line of a recording therefore never
+contains a raw newline. Strings, integers, booleans and nulls come out byte for byte as
+``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` writes them
+(the encoder of recordings made before orjson): nothing that is re-serialised to be checked
+(encryption's associated data, checkpoint signatures, approval bindings) holds a float. A value
+orjson cannot write (an integer beyond 64 bits, a non-string key) falls back to that encoder.
+
+orjson because encoding is most of what recording a statement costs: it is ~10x faster than
+the standard library's encoder on an event.
 
 The stored line and its hash
 ============================
@@ -33,6 +41,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from pgwarden.recording.errors import FormatError
 
 __all__ = [
@@ -50,13 +60,19 @@ HASH_KEY = "hash"
 
 _SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(obj: Any) -> bytes:
-    """The canonical UTF-8 JSON bytes of ``obj`` (sorted keys, compact, no NaN)."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """The canonical UTF-8 JSON bytes of ``obj`` (sorted keys, compact)."""
+    try:
+        return orjson.dumps(obj, option=_SORTED)
+    except TypeError:
+        # Integers beyond 64 bits, non-string keys; a lone surrogate fails here too (it cannot
+        # be UTF-8), as before.
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
 
 
 def is_hex_hash(value: object) -> bool:

@@ -80,18 +80,23 @@ class _Raw:
     text: str
 
 
-def _parse(sql: str) -> list[_Raw]:
-    """Parse SQL text; raises whatever pglast raises on a syntax error."""
-    tree = json.loads(parse_sql_json(sql))
+def _parse(sql: str, tree_json: str | None = None) -> list[_Raw]:
+    """Parse SQL text (or read the tree already parsed from it); raises whatever pglast
+    raises on a syntax error."""
+    tree = json.loads(parse_sql_json(sql) if tree_json is None else tree_json)
     data = sql.encode("utf-8")
-    out = []
-    for raw in tree.get("stmts", []):
-        loc = int(raw.get("stmt_location", 0))
-        length = int(raw.get("stmt_len", 0))
-        chunk = data[loc : loc + length] if length else data[loc:]
-        text = chunk.decode("utf-8", "replace").strip().rstrip(";").strip()
-        out.append(_Raw(raw.get("stmt"), text))
-    return out
+    return [
+        _Raw(
+            raw.get("stmt"),
+            _statement_text(data, int(raw.get("stmt_location", 0)), int(raw.get("stmt_len", 0))),
+        )
+        for raw in tree.get("stmts", [])
+    ]
+
+
+def _statement_text(data: bytes, loc: int, length: int) -> str:
+    chunk = data[loc : loc + length] if length else data[loc:]
+    return chunk.decode("utf-8", "replace").strip().rstrip(";").strip()
 
 
 def _object_type(name: Any) -> str | None:
@@ -1111,18 +1116,19 @@ def _classify_raw(raw: _Raw) -> StatementInfo:
     return walker.build(raw.text)
 
 
-def classify(sql: str) -> Classification:
+def classify(sql: str, tree_json: str | None = None) -> Classification:
     """Classify a query string (any number of statements). Never raises.
 
     Unparseable text, or text the classifier fails on, gives a Classification whose
     ``error`` is set and whose ``statements`` is empty: the caller must refuse it.
+    ``tree_json`` is pglast's ``parse_sql_json(sql)`` when the caller has it already.
     """
     if not isinstance(sql, str):
         return Classification.failed(str(sql), "expected SQL text")
     if "\x00" in sql:
         return Classification.failed(sql, "SQL text contains a NUL character")
     try:
-        raws = _parse(sql)
+        raws = _parse(sql, tree_json)
     except RecursionError:
         return Classification.failed(sql, "statement is nested too deeply to classify")
     except Exception as exc:
@@ -1136,13 +1142,98 @@ def classify(sql: str) -> Classification:
     return Classification(sql=sql, statements=infos)
 
 
+# -- the shape cache -----------------------------------------------------------------------
+#
+# Agents and drivers send the same statement again and again with other constants in it
+# (`... WHERE aid = 38629`, then `= 65626`): every text is new to an exact-text cache, and a
+# full classification (the parse tree read into Python and walked) costs ~100 µs. The shape of
+# a statement is its parse tree with constants and source positions blanked out; for shapes
+# whose classification cannot depend on a constant (below), a new text of a known shape is
+# classified by copying the first one's classification with the new text in it. The text is
+# still parsed in full (PostgreSQL's parser, in C) for the shape, so a text that does not
+# parse is never taken for a known one.
+
+# Constants as libpg_query writes them in JSON: {"A_Const":{"ival":{"ival":5},"location":9}}.
+# The patterns cannot match inside a JSON string: there every quote is escaped, and each
+# pattern needs an unescaped quote right before its colon.
+_CONST_VALUE = re.compile(
+    r'"A_Const":\{"(ival|fval|sval|bsval|boolval)":\{(?:"\w+":(?:"(?:[^"\\]|\\.)*"|[^{}",]*))?\}'
+)
+# Positions are left out when zero: they are removed, not zeroed, so both forms agree.
+_POSITION_AFTER = re.compile(r',"(?:location|stmt_location|stmt_len)":-?\d+')
+_POSITION_FIRST = re.compile(r'\{"(?:location|stmt_location|stmt_len)":-?\d+,?')
+_STMT_LOCATION = re.compile(r'"stmt_location":(\d+)')
+_STMT_LEN = re.compile(r'"stmt_len":(\d+)')
+_SHAPES_KEPT = 4096
+_SHAPES: dict[str, Classification | None] = {}  # shape -> first classification, or None
+
+
+def shape_of(tree_json: str) -> str:
+    """The shape of a parsed text: its tree with every constant's value and every source
+    position blanked (two texts have one shape iff they differ only in constants, spacing,
+    comments and keyword case)."""
+    blanked = _CONST_VALUE.sub(r'"A_Const":{"\1":{}', tree_json)
+    return _POSITION_FIRST.sub("{", _POSITION_AFTER.sub("", blanked))
+
+
+def _shape_reusable(c: Classification) -> bool:
+    """Can another text of this shape take this classification? Only a lone plain query whose
+    classification reads no constant: the classifier folds constants for UPDATE/DELETE WHERE
+    clauses, SET values, set_config's setting, EXPLAIN options, COPY options and procedural
+    bodies, and dangerous functions (dblink, query_to_xml, ...) take SQL in strings."""
+    if c.error is not None or len(c.statements) != 1:
+        return False
+    (st,) = c.statements
+    return (
+        st.kinds == {"select"}
+        and not st.dangerous_functions
+        and not st.opaque
+        and not st.flags
+        and st.setting is None
+        and st.copy is None
+        and st.body is None
+        and not st.executes_prepared
+        and st.estimate_sql in (None, st.text)
+        and not any(f.rsplit(".", 1)[-1] == "set_config" for f in st.functions)
+    )
+
+
+def _classify_shaped(sql: str) -> Classification:
+    if "\x00" in sql:
+        return classify(sql)
+    try:
+        tree_json = parse_sql_json(sql)
+    except Exception:
+        return classify(sql)  # the error as the full path words it
+    shape = shape_of(tree_json)
+    known: Classification | None = _SHAPES.get(shape, _UNSEEN)
+    if known is _UNSEEN:
+        c = classify(sql, tree_json)
+        if len(_SHAPES) >= _SHAPES_KEPT:
+            _SHAPES.clear()
+        _SHAPES[shape] = c if _shape_reusable(c) else None
+        return c
+    if known is None:
+        return classify(sql, tree_json)
+    loc = _STMT_LOCATION.search(tree_json)
+    length = _STMT_LEN.search(tree_json)
+    text = _statement_text(
+        sql.encode("utf-8"), int(loc.group(1)) if loc else 0, int(length.group(1)) if length else 0
+    )
+    return known.retexted(sql, text)
+
+
+_UNSEEN: Any = object()
+
+
 @functools.lru_cache(maxsize=CACHE_MAX_ENTRIES)
 def _classify_lru(sql: str) -> Classification:
-    return classify(sql)
+    return _classify_shaped(sql)
 
 
 def classify_cached(sql: str) -> Classification:
-    """``classify`` with an LRU cache keyed by the exact text (classifications are immutable)."""
+    """``classify`` with two caches: the exact text (an LRU; classifications are immutable),
+    then the statement's shape (see above)."""
     if len(sql) > CACHE_MAX_SQL_LENGTH:
         return classify(sql)
     return _classify_lru(sql)
@@ -1155,6 +1246,7 @@ def cache_info() -> Any:
 
 def cache_clear() -> None:
     _classify_lru.cache_clear()
+    _SHAPES.clear()
 
 
 def split_statements(sql: str) -> tuple[str, ...]:

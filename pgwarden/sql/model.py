@@ -180,6 +180,13 @@ class CopyOptions:
     source: str | None = None
 
 
+def _copy_slots(obj: Any, cls: type[Any]) -> Any:
+    new = object.__new__(cls)
+    for name in cls.__slots__:
+        object.__setattr__(new, name, getattr(obj, name))
+    return new
+
+
 def _worst_where(wheres: frozenset[str]) -> Where | None:
     worst: Where | None = None
     for w in ("present", "tautology", "absent"):
@@ -278,6 +285,9 @@ class Classification:
     sql: str
     statements: tuple[StatementInfo, ...] = ()
     error: str | None = None
+    # The first classification of this statement's shape (same parse tree, other constants)
+    # when it was derived from it: what is decided once per shape is cached under it.
+    shape: Classification | None = field(default=None, compare=False, repr=False)
     kinds: frozenset[str] = field(init=False)
     tables_read: frozenset[str] = field(init=False)
     tables_written: frozenset[str] = field(init=False)
@@ -310,6 +320,20 @@ class Classification:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def retexted(self, sql: str, text: str) -> Classification:
+        """This single-statement classification for ``sql``, another text of the same shape
+        whose statement reads ``text``: every derived field is kept, nothing is recomputed."""
+        (st,) = self.statements
+        new_st = _copy_slots(st, StatementInfo)
+        object.__setattr__(new_st, "text", text)
+        if st.estimate_sql is not None:
+            object.__setattr__(new_st, "estimate_sql", text)
+        out: Classification = _copy_slots(self, Classification)
+        object.__setattr__(out, "sql", sql)
+        object.__setattr__(out, "statements", (new_st,))
+        object.__setattr__(out, "shape", self.shape or self)
+        return out
 
     @property
     def tables(self) -> frozenset[str]:

@@ -9,6 +9,8 @@ import struct
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pgwarden.recording.canonical import ZERO_HASH, canonical_json, chain_hash, seal, unseal
 from pgwarden.recording.codec import encode_event, parse_line, read_events
@@ -34,8 +36,35 @@ def test_canonical_json() -> None:
         '{"a":[1,"é",null],"b":1,"c":{"y":1.5,"z":true}}'.encode()
     )
     assert canonical_json({"s": "line\nbreak\u2028"}) == '{"s":"line\\nbreak\u2028"}'.encode()
+    # Always standard JSON: no NaN token a strict reader would refuse.
+    assert canonical_json({"x": float("nan"), "y": float("-inf")}) == b'{"x":null,"y":null}'
+    assert canonical_json({"x": 1e-7, "y": 1795827754.0}) == b'{"x":1e-7,"y":1795827754.0}'
+    # What orjson cannot write falls back to the standard library's encoder.
+    assert canonical_json({"n": 2**70}) == b'{"n":1180591620717411303424}'
+    assert canonical_json({1: "k"}) == b'{"1":"k"}'
     with pytest.raises(ValueError):
-        canonical_json({"x": float("nan")})
+        canonical_json({"s": "\ud800"})
+
+
+_JSON_NO_FLOATS = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_NO_FLOATS)
+def test_canonical_json_matches_the_encoder_of_older_recordings(value: object) -> None:
+    # Signatures, associated data and approval bindings re-serialise strings and integers:
+    # their bytes must not change with the encoder.
+    try:
+        old = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        expected = old.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(ValueError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
 
 
 def test_seal_is_exactly_the_documented_construction() -> None:

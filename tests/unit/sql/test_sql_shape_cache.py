@@ -1,0 +1,150 @@
+"""The classifier's shape cache: a new text of a known shape gets exactly the classification a
+full classification would give it, and nothing else shares a shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pglast.parser import parse_sql_json
+
+from pgwarden.sql.classifier import cache_clear, classify, classify_cached, shape_of
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    cache_clear()
+    yield
+    cache_clear()
+
+
+def _same_as_full(sql: str) -> None:
+    assert classify_cached(sql) == classify(sql)
+    assert classify_cached(sql).statements[0].text == classify(sql).statements[0].text
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# Strings that look like the JSON the shape is made from, quotes, braces, backslashes, unicode.
+_TRICKY = st.sampled_from(
+    [
+        '"},"relname":"customers',
+        '{"A_Const":{"ival":{}}}',
+        'location":5',
+        "\\",
+        "a'b",
+        "}{",
+        "é漢字😀",
+        "",
+        'stmt_len":9',
+    ]
+)
+_TEXTS = st.one_of(_TRICKY, st.text(max_size=30).filter(lambda s: "\x00" not in s))
+_CONSTANTS = st.one_of(
+    st.integers(-(2**40), 2**40).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: repr(abs(f))),
+    _TEXTS.map(_literal),
+    st.sampled_from(["true", "false", "NULL", "B'1011'", "X'ff'", "DATE '2024-01-02'"]),
+)
+
+_TEMPLATES = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+    "select * from customers where email = {} and id > 3 /*prompt='why'*/",
+    "SELECT c.id, o.total FROM customers c JOIN orders o ON o.cid = c.id WHERE o.total > {}",
+    "WITH recent AS (SELECT * FROM orders WHERE total > {}) SELECT count(*) FROM recent",
+    "SELECT {} AS x",
+    "SELECT * FROM orders WHERE note LIKE {} LIMIT 10",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_TEMPLATES), st.lists(_CONSTANTS, min_size=2, max_size=4))
+def test_texts_of_one_shape_get_what_a_full_classification_gives(
+    template: str, constants: list[str]
+) -> None:
+    cache_clear()
+    texts = [template.format(c) for c in constants]
+    for text in texts:
+        _same_as_full(text)
+
+
+def test_a_known_shape_is_reused_with_the_new_text() -> None:
+    first = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1;")
+    second = classify_cached("select abalance from pgbench_accounts where aid = 22 -- again")
+    assert second.shape is first
+    assert second.sql == "select abalance from pgbench_accounts where aid = 22 -- again"
+    assert second.statements[0].text == second.sql  # a trailing comment is part of it
+    assert second == classify(second.sql)
+    assert second.statements[0].estimate_sql == second.statements[0].text
+
+
+def test_constants_are_blanked_identifiers_are_not() -> None:
+    def shape(sql: str) -> str:
+        return shape_of(parse_sql_json(sql))
+
+    assert shape("SELECT 1 FROM t WHERE a = 'x'") == shape("SELECT 1 FROM t WHERE a = 'y\"}'")
+    assert shape("SELECT 1 FROM t") != shape('SELECT 1 FROM "T"')
+    assert shape("SELECT a FROM t") != shape("SELECT b FROM t")
+    assert shape("SELECT 1 FROM t WHERE a = 1") != shape("SELECT 1 FROM t WHERE a = '1'")
+    assert shape("SELECT 1 FROM t WHERE a = $1") != shape("SELECT 1 FROM t WHERE a = $2")
+
+
+def test_a_cte_named_like_a_table_is_another_shape() -> None:
+    # Reads nothing (the CTE), then reads customers: must not take the first classification.
+    cte = classify_cached("WITH customers AS (SELECT 1) SELECT * FROM customers")
+    real = classify_cached("WITH other AS (SELECT 1) SELECT * FROM customers")
+    assert cte.tables_read == frozenset()
+    assert real.tables_read == {"customers"}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # set_config's setting is a constant: the kind follows it
+        (
+            "SELECT set_config('work_mem', '1MB', false)",
+            "SELECT set_config('role', 'admin', false)",
+        ),
+        ("SELECT set_config('role', 'admin', false)", "SELECT set_config('x.y', '1', false)"),
+        # the WHERE clause of a write is folded
+        ("UPDATE t SET a = 1 WHERE id = 5", "UPDATE t SET a = 1 WHERE 1 = 1"),
+        ("DELETE FROM t WHERE id = 5", "DELETE FROM t WHERE 'a' = 'a'"),
+        # SET values, EXPLAIN options and procedural bodies are constants too
+        ("SET pgwarden.prompt = 'a'", "SET pgwarden.prompt = 'b'"),
+        ("EXPLAIN (ANALYZE false) DELETE FROM t", "EXPLAIN (ANALYZE true) DELETE FROM t"),
+        ("DO 'BEGIN PERFORM 1; END'", "DO 'BEGIN DELETE FROM t; END'"),
+        # dangerous functions take SQL or names in strings
+        ("SELECT * FROM dblink('c', 'SELECT 1') AS x(a int)",
+         "SELECT * FROM dblink('c', 'DELETE FROM t') AS x(a int)"),
+        # more than one statement
+        ("SELECT 1; SELECT 2", "SELECT 3; SELECT 4"),
+        ("COPY (SELECT 1) TO STDOUT (FORMAT csv)", "COPY (SELECT 1) TO STDOUT (FORMAT text)"),
+        ("SELECT * FROM t FOR UPDATE SKIP LOCKED", "SELECT * FROM t FOR UPDATE"),
+    ],
+)  # fmt: skip
+def test_shapes_that_read_constants_are_classified_in_full(first: str, second: str) -> None:
+    classify_cached(first)
+    got = classify_cached(second)
+    assert got == classify(second)
+    assert got.shape is None
+
+
+def test_a_text_that_does_not_parse_is_never_taken_for_a_known_shape() -> None:
+    classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+    bad = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1 1")
+    assert bad.error is not None
+    assert bad.statements == ()
+
+
+def test_the_recorded_classification_of_a_shaped_text_is_its_own() -> None:
+    from pgwarden.guard.recorder import _classification_dict
+
+    classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+    shaped = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 4242")
+    assert shaped.shape is not None
+    assert _classification_dict(shaped) == classify(shaped.sql).to_dict()
+    assert "4242" in str(_classification_dict(shaped))
