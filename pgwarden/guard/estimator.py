@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,21 +47,35 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
+#: Side connections per target: estimates of concurrent sessions do not wait for each other
+#: (one connection made every UPDATE of every session queue behind one EXPLAIN at a time).
+POOL_SIZE = 4
+#: How long a table's planner size is reused: it moves with ANALYZE and autovacuum, not with
+#: each statement, and asking for it doubled the round trips of every estimate.
+TABLE_ROWS_TTL = 5.0
+
+
 class Estimator:
-    """Row estimates per target, one side connection each (created on first use)."""
+    """Row estimates per target, on up to POOL_SIZE side connections each (opened on use)."""
 
     def __init__(self, targets: Mapping[str, TargetConfig]) -> None:
         self._targets = targets
-        self._conns: dict[str, SideConnection] = {}
+        self._pools: dict[str, list[SideConnection]] = {}
+        self._turn = 0
+        self._table_rows: dict[tuple[int, str, str], tuple[float, float]] = {}
 
     def _conn(self, target: str) -> SideConnection | None:
-        conn = self._conns.get(target)
-        if conn is None:
+        pool = self._pools.get(target)
+        if pool is None:
             cfg = self._targets.get(target)
             if cfg is None:
                 return None
-            conn = self._conns[target] = SideConnection(cfg)
-        return conn
+            pool = self._pools[target] = [SideConnection(cfg) for _ in range(POOL_SIZE)]
+        for conn in pool:  # an idle connection that is open, else the next in turn
+            if conn.up is not None and not conn.lock.locked():
+                return conn
+        self._turn = (self._turn + 1) % len(pool)
+        return pool[self._turn]
 
     async def estimate(
         self, target: str, sql: str, bind: Bind | None = None, param_types: Sequence[int] = ()
@@ -87,11 +102,12 @@ class Estimator:
         if n != 1:
             return None
         try:
-            await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, ())
-            try:
-                return await self._explain(conn, renamed, None, ())
-            finally:
-                await conn.query("DEALLOCATE pgwarden_estimate", None, ())
+            async with conn.session_lock:  # PREPARE .. DEALLOCATE: nobody else in between
+                await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, ())
+                try:
+                    return await self._explain(conn, renamed, None, ())
+                finally:
+                    await conn.query("DEALLOCATE pgwarden_estimate", None, ())
         except _FAILURES as exc:
             log.info("no row estimate for a prepared statement on %s: %s", target, exc)
             return None
@@ -111,16 +127,30 @@ class Estimator:
             rows += sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
             rel, schema = node.get("Relation Name"), node.get("Schema")
             if rel and schema:
-                full = await conn.query(
-                    f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608
-                    None,
-                    (),
-                )
-                n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
+                n = await self._table_size(conn, str(schema), str(rel))
                 table_rows = n if table_rows is None else min(table_rows, n)
         return RowEstimate(rows=rows, table_rows=table_rows)
 
+    async def _table_size(self, conn: SideConnection, schema: str, rel: str) -> float:
+        # The pool's connections share one TargetConfig: it names the database.
+        key = (id(conn.target), schema, rel)
+        now = time.monotonic()
+        known = self._table_rows.get(key)
+        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+            return known[0]
+        full = await conn.query(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608
+            None,
+            (),
+        )
+        n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
+        if len(self._table_rows) >= 4096:
+            self._table_rows.clear()
+        self._table_rows[key] = (n, now)
+        return n
+
     async def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
+        for pool in self._pools.values():
+            for conn in pool:
+                conn.close()
+        self._pools.clear()

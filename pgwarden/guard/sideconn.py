@@ -31,7 +31,8 @@ class SideConnection:
     def __init__(self, target: TargetConfig) -> None:
         self.target = target
         self.up: Upstream | None = None
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one statement at a time
+        self.session_lock = asyncio.Lock()  # a sequence that needs session state to itself
 
     async def query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
         """Run one statement with the given bind values; return the first column of each row."""

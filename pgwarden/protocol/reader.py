@@ -21,6 +21,13 @@ _LEN = struct.Struct("!i")
 
 
 _SMALL: dict[tuple[str, bytes], Message] = {}
+# Messages that come back byte for byte with every execution of a statement: its
+# RowDescription, its CommandComplete tag, the client's Parse and Describe. Decoded once per
+# distinct bytes (and client encoding, which names are decoded with).
+_REPEATING = {"server": frozenset({b"T", b"C", b"t", b"n"}), "client": frozenset({b"P", b"D"})}
+_REPEATED: dict[tuple[str, str, bytes], Message] = {}
+_REPEATED_MAX_BYTES = 2048
+_REPEATED_KEPT = 4096
 
 
 class MessageReader:
@@ -108,6 +115,15 @@ class MessageReader:
                 if len(_SMALL) < 256:
                     _SMALL[(self.side, raw)] = small
             return small
+        if total <= _REPEATED_MAX_BYTES and code in _REPEATING[self.side]:
+            key = (self.side, self.encoding, raw)
+            seen = _REPEATED.get(key)
+            if seen is None:
+                seen = decode(self.side, raw, self.encoding)
+                if len(_REPEATED) >= _REPEATED_KEPT:
+                    _REPEATED.clear()
+                _REPEATED[key] = seen
+            return seen
         return decode(self.side, raw, self.encoding)
 
     def next_copy_run(self, limit: int = 256 * 1024) -> list[bytes]:

@@ -84,7 +84,9 @@ def chain_hash(prev: str, body: bytes) -> str:
     """``hex(sha256(bytes.fromhex(prev) || body))``."""
     if not is_hex_hash(prev):
         raise FormatError(f"prev is not a SHA-256 hex digest: {prev!r}")
-    return hashlib.sha256(bytes.fromhex(prev) + body).hexdigest()
+    h = hashlib.sha256(bytes.fromhex(prev))
+    h.update(body)  # not prev + body: that would copy the body
+    return h.hexdigest()
 
 
 def seal(body: bytes, prev: str) -> tuple[bytes, str]:
@@ -93,7 +95,7 @@ def seal(body: bytes, prev: str) -> tuple[bytes, str]:
     if len(body) < 3 or body[:1] != b"{" or body[-1:] != b"}":
         raise ValueError("an event body must be a non-empty JSON object")
     digest = chain_hash(prev, body)
-    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
+    return b"".join((body[:-1], b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
 
 
 def unseal(line: bytes) -> tuple[bytes, str]:

@@ -53,10 +53,11 @@ import base64
 import hashlib
 import math
 import struct
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 from pgwarden.recording.canonical import canonical_json
@@ -133,20 +134,24 @@ CLAIMS_USED = (
 # timestamps
 
 
-_SECOND: list[tuple[datetime | None, str]] = [(None, "")]  # last whole second, formatted
+_SECOND: list[tuple[int, str]] = [(-1, "")]  # last whole second, formatted
 
 
 def format_ts(t: float) -> str:
     """``2026-01-02T03:04:05.123456Z`` for a unix time."""
-    # strftime costs more than the rest of an event's encoding; every event within the same
-    # second shares its prefix, so only the microseconds are formatted per event.
-    dt = datetime.fromtimestamp(t, UTC)
-    whole = dt.replace(microsecond=0)
+    # Two per statement: every event within the same second shares its prefix, so only the
+    # microseconds are formatted per event (no datetime object).
+    frac_s, whole_s = math.modf(t)  # rounded as datetime.fromtimestamp rounds
+    whole, frac = int(whole_s), round(frac_s * 1_000_000)
+    if frac >= 1_000_000:
+        whole, frac = whole + 1, frac - 1_000_000
+    elif frac < 0:
+        whole, frac = whole - 1, frac + 1_000_000
     cached = _SECOND[0]  # one tuple, read once: safe if another thread replaces it
     if cached[0] != whole:
-        cached = (whole, whole.strftime("%Y-%m-%dT%H:%M:%S"))
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
         _SECOND[0] = cached
-    return f"{cached[1]}.{dt.microsecond:06d}Z"
+    return f"{cached[1]}.{frac:06d}Z"
 
 
 def parse_ts(ts: str) -> float:

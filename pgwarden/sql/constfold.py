@@ -433,7 +433,10 @@ def _fold_bool(f: dict[str, Any]) -> object:
         return v
     vals = [truth(a) for a in args]
     # x AND NOT x, x OR NOT x: decided only when x depends on the row (and ignoring NULLs);
-    # when everything is known, three-valued logic gives the exact answer.
+    # when everything is known, three-valued logic gives the exact answer. Only the operands
+    # not already known are paired: the parser flattens `(NULL OR NOT NULL) OR id > 10` into
+    # one OR, whose NULL pair must not make it always true.
+    unknown = [a for a, v in zip(args, vals, strict=True) if v is UNKNOWN]
     if op == "AND_EXPR":
         if any(v is False for v in vals):
             return False
@@ -441,14 +444,14 @@ def _fold_bool(f: dict[str, Any]) -> object:
             return True
         if all(v is True or v is None for v in vals):
             return None
-        return False if _has_complementary_pair(args) else UNKNOWN
+        return False if _has_complementary_pair(unknown) else UNKNOWN
     if any(v is True for v in vals):
         return True
     if all(v is False for v in vals):
         return False
     if all(v is False or v is None for v in vals):
         return None
-    return True if _has_complementary_pair(args) else UNKNOWN
+    return True if _has_complementary_pair(unknown) else UNKNOWN
 
 
 def _negate(v: object) -> object:

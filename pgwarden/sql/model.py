@@ -180,11 +180,16 @@ class CopyOptions:
     source: str | None = None
 
 
-def _copy_slots(obj: Any, cls: type[Any]) -> Any:
-    new = object.__new__(cls)
-    for name in cls.__slots__:
-        object.__setattr__(new, name, getattr(obj, name))
-    return new
+def _slot_copier(cls: type[Any]) -> Any:
+    """A function copying an instance of the frozen slotted ``cls`` field by field. Generated
+    (one straight-line assignment per slot, through the slots' own descriptors): ~3x cheaper
+    than a loop of setattr, and the shape cache copies two objects per statement."""
+    names = cls.__slots__
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"set_{name}": getattr(cls, name).__set__ for name in names})
+    lines = [f"    set_{name}(n, o.{name})" for name in names]
+    exec("def copy(o):\n    n = new(cls)\n" + "\n".join(lines) + "\n    return n", scope)  # noqa: S102
+    return scope["copy"]
 
 
 def _worst_where(wheres: frozenset[str]) -> Where | None:
@@ -325,11 +330,11 @@ class Classification:
         """This single-statement classification for ``sql``, another text of the same shape
         whose statement reads ``text``: every derived field is kept, nothing is recomputed."""
         (st,) = self.statements
-        new_st = _copy_slots(st, StatementInfo)
+        new_st = _copy_statement(st)
         object.__setattr__(new_st, "text", text)
         if st.estimate_sql is not None:
             object.__setattr__(new_st, "estimate_sql", text)
-        out: Classification = _copy_slots(self, Classification)
+        out: Classification = _copy_classification(self)
         object.__setattr__(out, "sql", sql)
         object.__setattr__(out, "statements", (new_st,))
         object.__setattr__(out, "shape", self.shape or self)
@@ -357,3 +362,7 @@ class Classification:
             "flags": sorted(self.flags),
             "statements": [s.to_dict() for s in self.statements],
         }
+
+
+_copy_statement = _slot_copier(StatementInfo)
+_copy_classification = _slot_copier(Classification)

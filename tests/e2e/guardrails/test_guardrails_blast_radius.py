@@ -307,3 +307,32 @@ def test_the_estimator_recovers_after_its_connection_died(guard: GuardEnv) -> No
 
 def test_the_gateway_is_alive_after_the_blast_radius_tests(guard_env: GuardEnv) -> None:
     assert guard_env.gateway_alive()
+
+
+def test_concurrent_estimates_of_prepared_writes_do_not_collide(
+    guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PREPARE pgwarden_estimate .. DEALLOCATE on a shared side connection: two sessions'
+    estimates at once once made the second PREPARE fail (name taken), leaving it without an
+    estimate. One pooled connection forces them onto the same connection."""
+    from pgwarden.guard import estimator as estimator_mod  # noqa: PLC0415
+
+    monkeypatch.setattr(estimator_mod, "POOL_SIZE", 1)
+    assert guard.gw.server is not None
+    est = estimator_mod.Estimator(guard.gw.server.config.targets)
+
+    async def both() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(
+                    est.estimate_prepared(
+                        TARGET, "DELETE FROM orders WHERE id > $1", f"EXECUTE p{i}(0)", f"p{i}"
+                    )
+                    for i in range(4)
+                )
+            )
+        finally:
+            await est.close()
+
+    estimates = guard.gw.call(both())
+    assert all(e is not None and e.rows > 0 for e in estimates), estimates

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pglast.parser import parse_sql_json
 
+from pgwarden.guard.recorder import _classification_dict
 from pgwarden.sql.classifier import cache_clear, classify, classify_cached, shape_of
 
 
@@ -141,8 +142,6 @@ def test_a_text_that_does_not_parse_is_never_taken_for_a_known_shape() -> None:
 
 
 def test_the_recorded_classification_of_a_shaped_text_is_its_own() -> None:
-    from pgwarden.guard.recorder import _classification_dict
-
     classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
     shaped = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 4242")
     assert shaped.shape is not None
