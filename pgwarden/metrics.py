@@ -182,6 +182,7 @@ class Metrics:
         # this process is the gateway.
         disable_created_metrics()  # type: ignore[no-untyped-call] # untyped in the library
         self._statement_children: dict[str, tuple[Any, Any]] = {}
+        self._masked_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         info = Gauge("pgwarden_build_info", "pgwarden version", ["version"], registry=r)
@@ -275,9 +276,17 @@ class Metrics:
 
     def masked(self, counts: Mapping[str, int]) -> None:
         """Values masked, per detector or column rule (the recorder's ``masked`` counts)."""
+        children = self._masked_children
         for detector, n in counts.items():
             if n > 0:
-                self._masked.labels(detector=str(detector)).inc(n)
+                child = children.get(detector)
+                if child is None:
+                    # labels() costs more than the increment, and this runs for every row a
+                    # value was masked in: resolved once per detector name
+                    child = self._masked.labels(detector=str(detector))
+                    if len(children) < 256:
+                        children[detector] = child
+                child.inc(n)
 
     def recording_bytes(self, n: int) -> None:
         if n > 0:

@@ -22,7 +22,15 @@ from typing import Any
 from pglast import parse_plpgsql
 from pglast.parser import parse_sql_json
 
-from pgwarden.sql._nodes import NODE_TYPES, as_node, field_hint, items, string_list, sval
+from pgwarden.sql._nodes import (
+    NODE_TYPES,
+    as_node,
+    field_hint,
+    items,
+    iter_nodes,
+    string_list,
+    sval,
+)
 from pgwarden.sql.constfold import UNKNOWN, fold, mentions_columns, parse_bool, truth, where_kind
 from pgwarden.sql.functions import is_dangerous, normalize_function_name
 from pgwarden.sql.model import Classification, CopyOptions, Operation, StatementInfo
@@ -1176,17 +1184,25 @@ def shape_of(tree_json: str) -> str:
     return _POSITION_FIRST.sub("{", _POSITION_AFTER.sub("", blanked))
 
 
-def _shape_reusable(c: Classification) -> bool:
-    """Can another text of this shape take this classification? Only a lone plain query whose
-    classification reads no constant: the classifier folds constants for UPDATE/DELETE WHERE
-    clauses, SET values, set_config's setting, EXPLAIN options, COPY options and procedural
-    bodies, and dangerous functions (dblink, query_to_xml, ...) take SQL in strings."""
+_REUSABLE_KINDS = frozenset({"select", "insert", "update", "delete"})
+_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
+
+
+def _shape_reusable(c: Classification, tree_json: str) -> bool:
+    """Can another text of this shape take this classification? Only a lone query or plain
+    write whose classification reads no constant: the classifier folds constants for
+    UPDATE/DELETE WHERE clauses, ON CONFLICT and MERGE conditions, SET values, set_config's
+    setting, EXPLAIN options, COPY options and procedural bodies, and dangerous functions
+    (dblink, query_to_xml, ...) take SQL in strings."""
     if c.error is not None or len(c.statements) != 1:
         return False
     (st,) = c.statements
+    if not st.kinds <= _REUSABLE_KINDS:
+        return False
+    if st.kinds != {"select"} and _folds_constants(json.loads(tree_json)):
+        return False
     return (
-        st.kinds == {"select"}
-        and not st.dangerous_functions
+        not st.dangerous_functions
         and not st.opaque
         and not st.flags
         and st.setting is None
@@ -1196,6 +1212,40 @@ def _shape_reusable(c: Classification) -> bool:
         and st.estimate_sql in (None, st.text)
         and not any(f.rsplit(".", 1)[-1] == "set_config" for f in st.functions)
     )
+
+
+def _folds_constants(tree: Any) -> bool:
+    """Would classifying this write fold one of its constants? Yes for an ON CONFLICT, a
+    MERGE, and an UPDATE/DELETE whose WHERE is more than an AND of comparisons between a column
+    and a constant (`aid = 5`: present whatever the constant; `a = 5 OR a <> 5`, `1 = 1`:
+    the constants decide)."""
+    for tag, f in iter_nodes(tree):
+        if tag in ("UpdateStmt", "DeleteStmt") and not _where_ignores_constants(
+            f.get("whereClause")
+        ):
+            return True
+        if tag == "MergeStmt" or (tag == "InsertStmt" and f.get("onConflictClause")):
+            return True
+    return False
+
+
+def _where_ignores_constants(where: Any) -> bool:
+    if where is None or not any(tag == "A_Const" for tag, _f in iter_nodes(where)):
+        return True  # nothing to fold but the shape itself
+    node = as_node(where)
+    if node is None:
+        return False
+    tag, f = node
+    if tag == "BoolExpr" and f.get("boolop") == "AND_EXPR":
+        return all(_where_ignores_constants(arg) for arg in items(f.get("args")))
+    if tag != "A_Expr" or f.get("kind", "AEXPR_OP") != "AEXPR_OP":
+        return False
+    names = items(f.get("name"))
+    if len(names) != 1 or sval(names[0]) not in _COMPARISONS:
+        return False
+    left, right = as_node(f.get("lexpr")), as_node(f.get("rexpr"))
+    sides = {left[0] if left else "", right[0] if right else ""}
+    return "ColumnRef" in sides and sides <= {"ColumnRef", "A_Const", "ParamRef"}
 
 
 def _classify_shaped(sql: str) -> Classification:
@@ -1211,7 +1261,7 @@ def _classify_shaped(sql: str) -> Classification:
         c = classify(sql, tree_json)
         if len(_SHAPES) >= _SHAPES_KEPT:
             _SHAPES.clear()
-        _SHAPES[shape] = c if _shape_reusable(c) else None
+        _SHAPES[shape] = c if _shape_reusable(c, tree_json) else None
         return c
     if known is None:
         return classify(sql, tree_json)
