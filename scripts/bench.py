@@ -76,6 +76,13 @@ class PgbenchRun:
     failed: int = 0
     aborted_clients: int = 0
     errors: list[str] = field(default_factory=list)
+    cpu_seconds: float | None = None  # the proxy's CPU time (user + system) during the run
+
+    @property
+    def cpu_us_per_txn(self) -> float | None:
+        if self.cpu_seconds is None or not self.processed:
+            return None
+        return self.cpu_seconds / self.processed * 1e6
 
     @property
     def trouble(self) -> bool:
@@ -310,7 +317,7 @@ def main() -> int:
                     flush=True,
                 )
                 for leg, opts in PGBENCH_LEGS:
-                    runs = pgbench_legs(args, bindir, env, order, list(opts))
+                    runs = pgbench_legs(args, bindir, env, order, list(opts), pids)
                     pgbench_runs[leg] = runs
                     table.append(
                         tp.Row(
@@ -342,6 +349,8 @@ def main() -> int:
     if failed:
         print("\nTHROUGHPUT CHECKS FAILED (see CHECK FAILED above)", file=sys.stderr)
     print(f"\n(bench legs took {time.monotonic() - run_started:.0f}s)")
+    print("\nwhere a statement's time goes (scripts/bench_stages.py, in-process):")
+    subprocess.run([sys.executable, str(ROOT / "scripts/bench_stages.py")], check=True)
     print("\nclassifier cost per statement:")
     subprocess.run([sys.executable, "-m", "pgwarden.sql.bench"], check=True)
     return 1 if failed else 0
@@ -353,22 +362,26 @@ def pgbench_legs(
     env: dict[str, str],
     order: list[tp.Endpoint],
     opts: list[str],
+    pids: dict[str, int],
 ) -> dict[str, list[PgbenchRun]]:
     runs: dict[str, list[PgbenchRun]] = {ep.name: [] for ep in order}
     for _ in range(args.rounds):
         for ep in order:
             conn = ["-h", ep.host, "-p", str(ep.port), "-U", ep.user, ep.dbname]
-            runs[ep.name].append(
-                pgbench(
-                    bindir,
-                    [
-                        *("-n", *opts, "-c", str(args.clients), "-j", "2"),
-                        *("-T", str(args.seconds), *conn),
-                    ],
-                    dict(env, PGPASSWORD=ep.password),
-                    timeout=args.seconds + 60,
-                )
+            pid = pids.get(ep.name)
+            before = mem.cpu_seconds(pid) if pid else None
+            run = pgbench(
+                bindir,
+                [
+                    *("-n", *opts, "-c", str(args.clients), "-j", "2"),
+                    *("-T", str(args.seconds), *conn),
+                ],
+                dict(env, PGPASSWORD=ep.password),
+                timeout=args.seconds + 60,
             )
+            if pid and before is not None:
+                run.cpu_seconds = mem.cpu_seconds(pid) - before
+            runs[ep.name].append(run)
     return runs
 
 
@@ -380,6 +393,13 @@ def pgbench_summary(leg: str, runs: dict[str, list[PgbenchRun]]) -> str:
         line += f"   gw/direct {tps['gateway'] / tps['direct']:.2f}"
     if tps.get("pgbouncer"):
         line += f"   gw/pgbouncer {tps['gateway'] / tps['pgbouncer']:.2f}"
+    cpu = {
+        n: statistics.median(c)
+        for n, rs in runs.items()
+        if (c := [u for r in rs if (u := r.cpu_us_per_txn) is not None])
+    }
+    if cpu:
+        line += "\n    CPU per transaction: " + ", ".join(f"{n} {u:.0f} µs" for n, u in cpu.items())
     for name, rs in runs.items():
         if any(r.trouble for r in rs):
             line += "\n    " + _trouble_line(leg, name, rs)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,13 @@ def status_kb(pid: int, key: str) -> int:
 
 def rss_kb(pid: int) -> int:
     return status_kb(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, user plus system (all its threads)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def hwm_kb(pid: int) -> int:
