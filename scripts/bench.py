@@ -32,6 +32,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -161,10 +162,12 @@ def print_table(rows: list[tp.Row]) -> None:
         )
 
 
-def start_gateway(tmp: Path, pg: DevCluster, dbs: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    data_dir = tmp / "gw"
+def start_gateway(
+    tmp: Path, pg: DevCluster, dbs: list[str], name: str = "gw"
+) -> tuple[subprocess.Popen[bytes], int]:
+    data_dir = tmp / name
     gw_port, api_port = free_port(), free_port()
-    cfg = tmp / "pgwarden.yaml"
+    cfg = tmp / f"{name}.yaml"
     cfg.write_text(
         f"listen: 127.0.0.1:{gw_port}\napi: {{listen: 127.0.0.1:{api_port}}}\n"
         f"data_dir: {data_dir}\n"
@@ -237,6 +240,9 @@ def main() -> int:
     ap.add_argument("--skip-throughput", action="store_true", help="no COPY/SELECT legs")
     ap.add_argument("--skip-idle", action="store_true", help="no idle-connection memory leg")
     ap.add_argument("--skip-pgbouncer", action="store_true", help="no pgbouncer legs")
+    ap.add_argument(
+        "--skip-workers", action="store_true", help="no two-gateway-process select-only leg"
+    )
     ap.add_argument(
         "--quick", action="store_true", help="smoke run: 3 s pgbench legs, one round each"
     )
@@ -328,6 +334,8 @@ def main() -> int:
                     )
                     print(pgbench_summary(leg, runs), flush=True)
                 rss_log.append(("after pgbench", {n: mem.rss_kb(p) for n, p in pids.items()}))
+                if not args.skip_workers:
+                    two_processes(args, bindir, env, Path(tmp), pg, list(dbs), token, gw_port)
             if not args.skip_throughput:
                 tp_eps = [
                     tp.Endpoint(ep.name, ep.host, ep.port, ep.user, ep.password, TP_DB, ep.masked)
@@ -383,6 +391,61 @@ def pgbench_legs(
                 run.cpu_seconds = mem.cpu_seconds(pid) - before
             runs[ep.name].append(run)
     return runs
+
+
+def two_processes(
+    args: argparse.Namespace,
+    bindir: Path,
+    env: dict[str, str],
+    tmp: Path,
+    pg: DevCluster,
+    dbs: list[str],
+    token: str,
+    gw_port: int,
+) -> None:
+    """What several worker processes would give: a second gateway (its own data directory,
+    the same token issuer) and pgbench -S with half the clients on each, alternating with
+    the one gateway taking all of them."""
+    shutil.copytree(tmp / "gw" / "keys", tmp / "gw2" / "keys")
+    second, port2 = start_gateway(tmp, pg, dbs, name="gw2")
+    exe = str(client(bindir, "pgbench"))
+
+    def split(ports: list[int]) -> float:
+        clients = str(args.clients // len(ports))
+        procs = []
+        for port in ports:
+            cmd = [exe, "-n", "-S", "-M", "simple", "-c", clients, "-j", "1"]
+            cmd += ["-T", str(args.seconds), "-h", "127.0.0.1", "-p", str(port), "-U", "bench"]
+            procs.append(
+                subprocess.Popen(
+                    [*cmd, "bench"],
+                    env=dict(env, PGPASSWORD=token),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        total = 0.0
+        for proc in procs:
+            out, _ = proc.communicate(timeout=args.seconds + 60)
+            m = re.search(r"tps = ([0-9.]+) \(without", out)
+            total += float(m.group(1)) if m else 0.0
+        return total
+
+    try:
+        one, two = [], []
+        for _ in range(args.rounds):
+            one.append(split([gw_port]))
+            two.append(split([gw_port, port2]))
+    finally:
+        second.terminate()
+        second.wait(10)
+    a, b = statistics.median(one), statistics.median(two)
+    print(
+        f"  pgbench -S simple on two gateway processes (half the clients each): {b:.0f} tps, "
+        f"one process {a:.0f} tps: x{b / a if a else 0:.2f}",
+        flush=True,
+    )
 
 
 def pgbench_summary(leg: str, runs: dict[str, list[PgbenchRun]]) -> str:
