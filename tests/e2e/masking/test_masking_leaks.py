@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -370,3 +371,34 @@ def test_bind_parameters_are_masked_in_the_recording(mask_env: MaskEnv) -> None:
     assert not leaks, leaks
     for value in (email.encode(), card.encode()):
         assert base64.b64encode(value) not in data
+
+
+def test_agent_context_is_masked_in_the_recording_as_it_changes(mask_env: MaskEnv) -> None:
+    """The recorded context is masked once while it stays the same: a prompt that changes
+    from holding an e-mail to holding none, and back, is recorded masked each time it holds
+    one and as sent when it does not."""
+    first, second = mask_env.secrets.emails[0], mask_env.secrets.emails[1]
+    with psycopg.connect(mask_env.dsn(), autocommit=True) as conn:
+        session_id = str(conn.execute("SHOW pgwarden.session_id").fetchone()[0])  # type: ignore[index]
+        prompts = [f"write to {first}", f"write to {first}", "no one in particular", f"cc {second}"]
+        for prompt in prompts:
+            conn.execute(f"SET pgwarden.prompt = '{prompt}'")
+            conn.execute("SELECT 1")
+    recording = mask_env.data_dir / "recordings" / f"{session_id}.jsonl"
+    deadline = time.time() + 20
+    while recording.read_bytes().count(b'"sql":"SELECT 1"') < len(prompts):
+        assert time.time() < deadline, "the statements never reached the recording"
+        time.sleep(0.1)
+    data = recording.read_bytes()
+    assert not mask_env.secrets.leaks(data), mask_env.secrets.leaks(data)
+    recorded = [
+        json.loads(line)["context"].get("prompt")
+        for line in data.splitlines()
+        if b'"sql":"SELECT 1"' in line
+    ]
+    assert len(recorded) == len(prompts)
+    assert recorded[2] == "no one in particular"
+    for i in (0, 1, 3):
+        assert recorded[i] is not None
+        assert first not in recorded[i] and second not in recorded[i]
+        assert recorded[i].startswith(("write to ", "cc "))
