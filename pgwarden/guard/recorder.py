@@ -24,13 +24,19 @@ from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision
 from pgwarden.protocol.messages import (
     Bind,
+    BindComplete,
+    CloseComplete,
     CommandComplete,
     DataRow,
     EmptyQueryResponse,
     ErrorResponse,
     Message,
+    NoData,
     NoticeResponse,
+    ParameterDescription,
+    ParseComplete,
     PortalSuspended,
+    ReadyForQuery,
     RowDescription,
 )
 from pgwarden.proxy.hooks import EndSession, MessageRun, SessionInfo
@@ -116,6 +122,11 @@ def mask_params(masker: Masker, params: Sequence[Any], counts: Counter[str]) -> 
 
 
 _DICTS: dict[int, tuple[Classification, dict[str, Any]]] = {}
+# Replies that carry nothing for the recording and are never masked: one per statement at least
+# (ReadyForQuery), skipped before the per-type checks.
+_NOTHING_TO_RECORD = frozenset(
+    {ReadyForQuery, ParseComplete, BindComplete, CloseComplete, NoData, ParameterDescription}
+)
 _DICTS_KEPT = 4096
 
 
@@ -386,6 +397,8 @@ class SessionRecorder:
         masking replaced in it (counted into the statement's result, never the values)."""
         try:
             for msg, ref, columns in batch:
+                if type(msg) in _NOTHING_TO_RECORD:
+                    continue
                 sref = ref if isinstance(ref, StatementRef) else None
                 if masked:
                     found = masked.get(id(msg))
