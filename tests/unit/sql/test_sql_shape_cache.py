@@ -70,6 +70,10 @@ _TEMPLATES = [
     "INSERT INTO pgbench_history (tid, bid, delta, mtime) VALUES (1, {}, {}, CURRENT_TIMESTAMP)",
     "INSERT INTO t (id, a) VALUES ({}, {}) ON CONFLICT (id) DO UPDATE SET a = {} WHERE t.a = {}",
     "WITH gone AS (DELETE FROM t WHERE id = {} RETURNING *) SELECT count(*) FROM gone",
+    "UPDATE t SET x = {} WHERE id = {} OR true",
+    "DELETE FROM t WHERE id = {} AND NOT (id = {})",
+    "UPDATE t SET a = 1 WHERE id = {} AND {}",
+    "SELECT set_config({}, {}, false)",
     "  SELECT id FROM orders WHERE total = {} -- trailing\n;",
 ]
 
