@@ -13,7 +13,6 @@ rich markup), and control characters (terminal escape sequences included) are ma
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,10 +36,11 @@ from pgwarden.cli._recordings import (
     read_lines,
 )
 from pgwarden.recording.crypto import KEY_ENV
+from pgwarden.recording.display import binary_summary, visible
 from pgwarden.recording.events import Event
 from pgwarden.recording.verify import VerifyResult, verify_session
 
-__all__ = ["render_value", "replay_command", "safe_text"]
+__all__ = ["render_value", "replay_command"]
 
 DEFAULT_MAX_GAP = 2.0
 DEFAULT_ROWS = 10
@@ -72,28 +72,18 @@ def stdin_is_tty() -> bool:
         return False
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def safe_text(value: object) -> str:
-    """``str(value)`` with control characters (escape sequences too) made visible; newlines
-    and tabs are kept."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
-
-
 def render_value(value: Any) -> Text:
     """A recorded value (see ``encode_value``) for display."""
     if value is None:
         return Text("NULL", style="dim italic")
     if isinstance(value, str):
-        return Text(safe_text(value))
+        return Text(visible(value))
     if isinstance(value, Mapping) and value.get("encoding") == "base64":
         if isinstance(value.get("text"), str):
-            return Text(safe_text(value["text"]))
-        data = str(value.get("data", ""))
-        size = len(data) * 3 // 4 - data.count("=")
-        return Text(f"<{value.get('format', 'binary')} value, {size} bytes>", style="dim")
-    return Text(safe_text(value))
+            return Text(visible(value["text"]))
+        kind, size = binary_summary(value)
+        return Text(f"<{kind} value, {size} bytes>", style="dim")
+    return Text(visible(value))
 
 
 def _short_ts(ts: str) -> str:
@@ -157,7 +147,7 @@ class Player:
             event = line.event
             if event is None:
                 self.console.print(
-                    Text(f"line {line.number}: unreadable: {safe_text(line.problem)}", "bold red")
+                    Text(f"line {line.number}: unreadable: {visible(line.problem)}", "bold red")
                 )
                 continue
             if event.type == "checkpoint":
@@ -180,35 +170,35 @@ class Player:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold")
         grid.add_column()
-        groups = ", ".join(safe_text(g) for g in d.get("groups") or [])
+        groups = ", ".join(visible(g) for g in d.get("groups") or [])
         rows: list[tuple[str, str]] = [
-            ("subject", safe_text(d.get("subject", ""))),
-            ("issuer", safe_text(d.get("issuer", ""))),
+            ("subject", visible(d.get("subject", ""))),
+            ("issuer", visible(d.get("issuer", ""))),
             ("groups", groups or "-"),
-            ("target", safe_text(d.get("target", ""))),
-            ("database user", safe_text(d.get("database_user") or "-")),
-            ("client", safe_text(d.get("client_addr") or "-")),
-            ("application", safe_text(d.get("application_name") or "-")),
-            ("gateway", safe_text(d.get("gateway_instance") or "-")),
+            ("target", visible(d.get("target", ""))),
+            ("database user", visible(d.get("database_user") or "-")),
+            ("client", visible(d.get("client_addr") or "-")),
+            ("application", visible(d.get("application_name") or "-")),
+            ("gateway", visible(d.get("gateway_instance") or "-")),
             ("tls", "yes" if d.get("tls") else "no"),
-            ("started", safe_text(event.ts)),
+            ("started", visible(event.ts)),
         ]
         for key, value in rows:
             grid.add_row(key, Text(value))
-        title = Text(f"session {safe_text(event.session)}", style="bold")
+        title = Text(f"session {visible(event.session)}", style="bold")
         self.console.print(Panel(grid, title=title, title_align="left", expand=False))
 
     def on_context(self, event: Event) -> None:
         d = event.data
-        who = f" by {safe_text(d['actor'])}" if d.get("actor") else ""
-        text = Text(f"{_short_ts(event.ts)}  context ({safe_text(d.get('source', '?'))}{who}):")
+        who = f" by {visible(d['actor'])}" if d.get("actor") else ""
+        text = Text(f"{_short_ts(event.ts)}  context ({visible(d.get('source', '?'))}{who}):")
         text.stylize("magenta")
         changes = d.get("changes") or {}
         for key, value in changes.items():
             if value is None:
-                text.append(f" {safe_text(key)} removed;", style="magenta")
+                text.append(f" {visible(key)} removed;", style="magenta")
             else:
-                text.append(f" {safe_text(key)} = {safe_text(value)!r};", style="magenta")
+                text.append(f" {visible(key)} = {visible(value)!r};", style="magenta")
         self.console.print(text)
 
     def _context_table(self, context: Mapping[str, Any], sources: Mapping[str, Any]) -> Table:
@@ -218,27 +208,27 @@ class Player:
         keys = [k for k in CONTEXT_ORDER if k in context]
         keys += sorted(k for k in context if k not in CONTEXT_ORDER)
         for key in keys:
-            value = Text(safe_text(context[key]))
+            value = Text(visible(context[key]))
             if key in sources:
-                value.append(f"  ({safe_text(sources[key])})", style="dim")
-            grid.add_row(safe_text(key), value)
+                value.append(f"  ({visible(sources[key])})", style="dim")
+            grid.add_row(visible(key), value)
         return grid
 
     def on_statement(self, event: Event) -> None:
         self.statements += 1
         d = event.data
-        proto = safe_text(d.get("protocol") or "")
+        proto = visible(d.get("protocol") or "")
         name = d.get("statement_name")
         title = f"#{event.seq}  {_short_ts(event.ts)}  statement"
         if proto:
-            title += f" ({proto}{', ' + safe_text(name) if name else ''})"
+            title += f" ({proto}{', ' + visible(name) if name else ''})"
         self.console.print()
         self.console.rule(Text(title, style="bold"), align="left")
         parts: list[RenderableType] = []
         context = d.get("context") or {}
         if context:
             parts.append(self._context_table(context, d.get("context_sources") or {}))
-        sql = safe_text(d.get("sql", ""))
+        sql = visible(d.get("sql", ""))
         parts.append(
             Syntax(sql, "sql", theme="ansi_dark", word_wrap=True, background_color="default")
         )
@@ -249,7 +239,7 @@ class Player:
                 line.append(f" ${i} = ")
                 rendered = render_value(value)
                 if isinstance(value, str):
-                    rendered = Text(repr(safe_text(value)))
+                    rendered = Text(repr(visible(value)))
                 line.append_text(rendered)
             parts.append(line)
         parts.append(self._decision(d.get("decision") or {}))
@@ -258,11 +248,11 @@ class Player:
     def _decision(self, decision: Mapping[str, Any]) -> Text:
         action = str(decision.get("action") or "?")
         text = Text("decision ", style="bold")
-        text.append(f" {safe_text(action.upper())} ", style=DECISION_STYLES.get(action, "magenta"))
+        text.append(f" {visible(action.upper())} ", style=DECISION_STYLES.get(action, "magenta"))
         if decision.get("rule"):
-            text.append(f"  rule {safe_text(decision['rule'])}")
+            text.append(f"  rule {visible(decision['rule'])}")
         if decision.get("reason"):
-            text.append(f" — {safe_text(decision['reason'])}", style="dim")
+            text.append(f" — {visible(decision['reason'])}", style="dim")
         if decision.get("mode") == "audit":
             text.append("  [audit mode: not enforced]", style="italic")
         return text
@@ -271,14 +261,14 @@ class Player:
         d = event.data
         state = str(d.get("state") or "?")
         text = Text(f"  {_short_ts(event.ts)}  approval ", style="bold")
-        text.append(safe_text(state), style=APPROVAL_STYLES.get(state, ""))
-        text.append(f"  {safe_text(d.get('approval_id', ''))}", style="dim")
+        text.append(visible(state), style=APPROVAL_STYLES.get(state, ""))
+        text.append(f"  {visible(d.get('approval_id', ''))}", style="dim")
         if d.get("actor"):
-            text.append(f"  by {safe_text(d['actor'])}")
+            text.append(f"  by {visible(d['actor'])}")
         if d.get("reason"):
-            text.append(f"  reason: {safe_text(d['reason'])}")
+            text.append(f"  reason: {visible(d['reason'])}")
         if state == "requested" and d.get("expires_at"):
-            text.append(f"  expires {safe_text(d['expires_at'])}", style="dim")
+            text.append(f"  expires {visible(d['expires_at'])}", style="dim")
         self.console.print(text)
 
     def on_result(self, event: Event) -> None:
@@ -290,7 +280,7 @@ class Player:
             table = Table(header_style="bold", show_edge=True, pad_edge=True)
             for col in columns:
                 name = col.get("name", "?") if isinstance(col, Mapping) else col
-                table.add_column(Text(safe_text(name)), overflow="fold")
+                table.add_column(Text(visible(name)), overflow="fold")
             for row in rows[: self.rows]:
                 table.add_row(*(render_value(v) for v in row))
             parts.append(table)
@@ -298,50 +288,50 @@ class Player:
         summary = Text("result  ", style="bold")
         summary.append(f"{row_count} row{'' if row_count == 1 else 's'}")
         if d.get("command_tag"):
-            summary.append(f"  {safe_text(d['command_tag'])}", style="cyan")
+            summary.append(f"  {visible(d['command_tag'])}", style="cyan")
         if columns and len(rows) > self.rows:
             summary.append(f"  (first {self.rows} shown)", style="dim")
         if d.get("truncated"):
             summary.append(f"  (recording kept {d.get('rows_recorded', len(rows))})", style="dim")
         masked = d.get("masked") or {}
         if masked:
-            what = ", ".join(f"{safe_text(k)}: {v}" for k, v in masked.items())
+            what = ", ".join(f"{visible(k)}: {v}" for k, v in masked.items())
             summary.append(f"  masked: {what}", style="yellow")
         parts.append(summary)
         self.console.print(Padding(Group(*parts, fit=True), (0, 0, 0, 2), expand=False))
 
     def on_error(self, event: Event) -> None:
         d = event.data
-        text = Text(f"  {safe_text(d.get('severity') or 'ERROR')} ", style="bold red")
-        text.append(f"{safe_text(d.get('sqlstate', ''))} ", style="red")
+        text = Text(f"  {visible(d.get('severity') or 'ERROR')} ", style="bold red")
+        text.append(f"{visible(d.get('sqlstate', ''))} ", style="red")
         if d.get("source") == "gateway":
             text.append("(pgwarden) ", style="red")
-        text.append(safe_text(d.get("message", "")), style="red")
+        text.append(visible(d.get("message", "")), style="red")
         self.console.print(text)
 
     def on_notice(self, event: Event) -> None:
         d = event.data
-        text = Text(f"  {safe_text(d.get('severity') or 'NOTICE')}: ", style="dim bold")
-        text.append(safe_text(d.get("message", "")), style="dim")
+        text = Text(f"  {visible(d.get('severity') or 'NOTICE')}: ", style="dim bold")
+        text.append(visible(d.get("message", "")), style="dim")
         self.console.print(text)
 
     def on_session_end(self, event: Event) -> None:
         self.console.print()
         self.console.rule(
             Text(
-                f"{_short_ts(event.ts)}  session ended: {safe_text(event.data.get('reason', ''))}",
+                f"{_short_ts(event.ts)}  session ended: {visible(event.data.get('reason', ''))}",
                 style="bold",
             ),
             align="left",
         )
 
     def on_other(self, event: Event) -> None:
-        self.console.print(Text(f"  {_short_ts(event.ts)}  {safe_text(event.type)}", style="dim"))
+        self.console.print(Text(f"  {_short_ts(event.ts)}  {visible(event.type)}", style="dim"))
 
 
 def badge(result: VerifyResult) -> Text:
     text = Text(f" {result.status.upper()} ", style=STATUS_STYLES.get(result.status, "bold"))
-    text.append(f"  {safe_text(result.detail)}")
+    text.append(f"  {visible(result.detail)}")
     if result.first_bad_seq is not None:
         text.append(f"  (first bad event: {result.first_bad_seq})", style="bold")
     return text

@@ -34,7 +34,8 @@ from pgwarden.cli._recordings import (
     open_recordings,
     valid_session_id,
 )
-from pgwarden.cli.replay import STATUS_STYLES, safe_text
+from pgwarden.cli.replay import STATUS_STYLES
+from pgwarden.recording.display import visible
 from pgwarden.recording.storage import StorageError
 from pgwarden.recording.verify import VerifyResult, verify_session
 from pgwarden.store.base import SessionRecord
@@ -134,13 +135,13 @@ def _print_table(
     table.add_column("FIRST BAD", justify="right")
     table.add_column("DETAIL", overflow="fold")
     for result, row in results:
-        detail = Text(safe_text(result.detail))
+        detail = Text(visible(result.detail))
         if row is None and result.status != "missing":
             detail.append("  (not in the session index)", style="yellow")
         elif row is not None and row.state != "ended":
             detail.append(f"  (index: {row.state})", style="dim")
         table.add_row(
-            Text(safe_text(result.session_id or "?")),
+            Text(visible(result.session_id or "?")),
             Text(result.status, style=STATUS_STYLES.get(result.status, "")),
             str(result.events),
             "-" if result.first_bad_seq is None else str(result.first_bad_seq),

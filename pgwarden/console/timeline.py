@@ -11,7 +11,6 @@ that says so, in its place, so a reader sees the gap. Pure: no I/O.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from pgwarden.recording.access import ReadLine
+from pgwarden.recording.display import binary_summary, visible
+from pgwarden.recording.events import EVENT_TYPES
 
 __all__ = [
     "CONTEXT_ORDER",
@@ -27,20 +28,11 @@ __all__ = [
     "Step",
     "build_timeline",
     "cell",
-    "visible",
 ]
 
 CONTEXT_ORDER = ("prompt", "intent", "traceparent", "tracestate")
 PREVIEW_ROWS = 20  # result rows shown per result (the recording keeps up to its own cap)
 MAX_STEPS = 2000  # a page, not an export: beyond this, `pgwarden sessions export`
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(value: object) -> str:
-    """``str(value)`` with control characters shown as ``\\xNN`` (newlines and tabs kept):
-    recorded text is untrusted, and invisible bytes should not hide in plain sight."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def cell(value: Any) -> Markup:
@@ -52,9 +44,7 @@ def cell(value: Any) -> Markup:
     if isinstance(value, Mapping) and value.get("encoding") == "base64":
         if isinstance(value.get("text"), str):
             return escape(visible(value["text"]))
-        data = str(value.get("data", ""))
-        size = len(data) * 3 // 4 - data.count("=")
-        kind = visible(value.get("format", "binary"))
+        kind, size = binary_summary(value)
         return Markup('<span class="binary">&lt;{} value, {} bytes&gt;</span>').format(kind, size)
     return escape(visible(json.dumps(value, ensure_ascii=False)))
 
@@ -202,15 +192,5 @@ def build_timeline(lines: Sequence[ReadLine], *, limit: int = MAX_STEPS) -> tupl
     return steps, cut
 
 
-_STEP_KINDS = frozenset(
-    {
-        "session_start",
-        "context",
-        "statement",
-        "approval",
-        "result",
-        "error",
-        "notice",
-        "session_end",
-    }
-)
+# Every event type but the checkpoints (skipped above) is a step of its own kind.
+_STEP_KINDS = EVENT_TYPES - {"checkpoint"}

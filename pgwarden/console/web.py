@@ -21,7 +21,8 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from pgwarden.console.timeline import cell, visible
+from pgwarden.console.timeline import cell
+from pgwarden.recording.display import visible
 
 __all__ = [
     "SECURITY_HEADERS",

@@ -12,17 +12,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from pgwarden.devcluster import DevCluster, find_bindir, quote_ident
 
 __all__ = [
     "TargetDb",
     "cancel_when_active",
     "client_env",
+    "create_scratch_table",
     "ensure_database",
     "ensure_role",
     "pg_program",
     "run_pgbench",
     "run_psql",
+    "table_columns",
     "wait_for_active",
 ]
 
@@ -102,6 +106,26 @@ def grant_usage(cluster: DevCluster, dbname: str, roles: Sequence[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Client programs
+
+
+def create_scratch_table(admin_dsn: str, owner: str) -> str:
+    """A new empty table ``scratch_<hex> (id int)`` owned by ``owner``; its name."""
+    name = f"scratch_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} (id int)")
+        conn.execute(f"ALTER TABLE {name} OWNER TO {quote_ident(owner)}")
+    return name
+
+
+def table_columns(admin_dsn: str, table: str) -> list[str]:
+    """The table's live columns, in order."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (table,),
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def pg_program(name: str) -> str:

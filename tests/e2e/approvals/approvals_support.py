@@ -21,7 +21,7 @@ import psycopg
 from pgwarden.approvals import verify_signature
 from pgwarden.demo import load_shop
 from pgwarden.devcluster import DevCluster
-from tests.support.databases import TargetDb
+from tests.support.databases import TargetDb, create_scratch_table, table_columns
 from tests.support.gateway import RunningGateway, gateway_config
 
 DBNAME = "approvals_shop"
@@ -100,20 +100,10 @@ class ApprovalEnv:
         return psycopg.connect(self.cluster.admin_dsn(DBNAME), autocommit=True)
 
     def scratch_table(self) -> str:
-        name = f"scratch_{secrets.token_hex(4)}"
-        with self.admin() as conn:
-            conn.execute(f"CREATE TABLE {name} (id int)")
-            conn.execute(f"ALTER TABLE {name} OWNER TO {OWNER}")
-        return name
+        return create_scratch_table(self.cluster.admin_dsn(DBNAME), OWNER)
 
     def columns(self, table: str) -> list[str]:
-        with self.admin() as conn:
-            rows = conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum",
-                (table,),
-            ).fetchall()
-        return [r[0] for r in rows]
+        return table_columns(self.cluster.admin_dsn(DBNAME), table)
 
     def api(self, user: str, groups: tuple[str, ...] = ()) -> httpx.Client:
         token = self.gw.token(user, groups)

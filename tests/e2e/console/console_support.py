@@ -27,7 +27,7 @@ from playwright.sync_api import Page, expect
 from pgwarden.demo import load_shop
 from pgwarden.devcluster import DevCluster
 from pgwarden.store.base import ApprovalRecord
-from tests.support.databases import TargetDb
+from tests.support.databases import TargetDb, create_scratch_table, table_columns
 from tests.support.gateway import RunningGateway, gateway_config
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make setup installs it); never downloaded
@@ -92,20 +92,10 @@ class ConsoleEnv:
         return psycopg.connect(self.cluster.admin_dsn(DBNAME), autocommit=True)
 
     def scratch_table(self) -> str:
-        name = f"scratch_{secrets.token_hex(4)}"
-        with self.admin() as conn:
-            conn.execute(f"CREATE TABLE {name} (id int)")
-            conn.execute(f"ALTER TABLE {name} OWNER TO {OWNER}")
-        return name
+        return create_scratch_table(self.cluster.admin_dsn(DBNAME), OWNER)
 
     def columns(self, table: str) -> list[str]:
-        with self.admin() as conn:
-            rows = conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum",
-                (table,),
-            ).fetchall()
-        return [r[0] for r in rows]
+        return table_columns(self.cluster.admin_dsn(DBNAME), table)
 
     # ---- the control plane, read as the gateway stores it ----------------------------------
 
