@@ -21,7 +21,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pgwarden.approvals import ApprovalService, PendingApproval
@@ -293,7 +293,7 @@ class GuardHooks(SessionHooks):
             return await self._hold(info, j, sql, stmt, recorded)
         if recorded is None and scope is None:
             return verdict
-        return replace(verdict, ref=StatementScope(recorded, scope))
+        return verdict.with_ref(StatementScope(recorded, scope))
 
     # -- approvals ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pgwarden.guard.catalog import Catalog
 from pgwarden.masking import NO_COUNTS, CopyMasker, Masker, MaskingFailure, RowMasker
 from pgwarden.protocol.messages import (
+    CommandComplete,
     CopyData,
     CopyDone,
     CopyResponse,
@@ -42,6 +43,8 @@ from pgwarden.sql import Classification, CopyOptions
 log = logging.getLogger("pgwarden.masking")
 
 _ROW_MASKERS = 256  # distinct result shapes remembered per session
+# Replies that carry no value: passed as they are, before the checks for those that do.
+_NO_VALUES = frozenset({CommandComplete, RowDescription})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,8 @@ class SessionMasking:
     ) -> tuple[Message | None, Counter[str]]:
         """The message to send in place of ``msg`` (``msg`` itself when unchanged; None while
         a COPY row is incomplete) and what was masked in it."""
+        if type(msg) in _NO_VALUES:
+            return msg, NO_COUNTS
         if isinstance(msg, DataRow):
             return self._row_masker(columns, scope).mask_datarow(msg)
         if isinstance(msg, CopyData):

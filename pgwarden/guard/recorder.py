@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pgwarden.masking import Masker
+from pgwarden.masking import NO_COUNTS, Masker
 from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision
 from pgwarden.protocol.messages import (
@@ -128,6 +128,7 @@ _NOTHING_TO_RECORD = frozenset(
     {ReadyForQuery, ParseComplete, BindComplete, CloseComplete, NoData, ParameterDescription}
 )
 _DICTS_KEPT = 4096
+_OUTCOMES = {"allow": "allowed", "deny": "denied", "review": "reviewed"}
 
 
 def _classification_dict(c: Classification) -> dict[str, Any]:
@@ -152,7 +153,19 @@ def _classification_dict(c: Classification) -> dict[str, Any]:
 
 
 def _columns(desc: RowDescription) -> list[Column]:
-    return [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
+    # The reader hands out one RowDescription object per distinct description, so the
+    # recorded columns are built once per object (kept with it: ids are reused).
+    hit = _COLUMNS.get(id(desc))
+    if hit is not None and hit[0] is desc:
+        return hit[1]
+    cols = [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
+    if len(_COLUMNS) >= _DICTS_KEPT:
+        _COLUMNS.clear()
+    _COLUMNS[id(desc)] = (desc, cols)
+    return cols
+
+
+_COLUMNS: dict[int, tuple[RowDescription, list[Column]]] = {}
 
 
 class SessionRecorder:
@@ -283,26 +296,27 @@ class SessionRecorder:
             written = await self.writer.write_statement(event)
         except (RecordingError, OSError) as exc:
             raise self._fail(exc) from None
-        outcome = {"allow": "allowed", "deny": "denied", "review": "reviewed"}.get(
-            decision.effective_action, "denied"
-        )
-        self.counts[outcome] += 1
+        self.counts[_OUTCOMES.get(decision.effective_action, "denied")] += 1
         builder = ResultBuilder(self.setup.max_result_rows, statement_seq=written.seq)
         return StatementRef(written.seq, builder)
 
     def _mask_statement(self, event: StatementEvent) -> StatementEvent:
         assert self.masker is not None
-        counts: Counter[str] = Counter()
         m = self.masker
         sql, found = m.mask_text(event.sql)
+        context, context_found = (
+            self._masked_context(event.context) if event.context else (event.context, NO_COUNTS)
+        )
+        if not found and not context_found and not event.params:
+            return event  # the common case: nothing to mask, no Counter built
+        counts: Counter[str] = Counter(found)
+        counts.update(context_found)
         classification = event.classification
         if found:
-            counts.update(found)
             # the classification quotes the SQL (statement texts): masked only when it can
             # hold something, since walking it costs more than the statement itself
             classification = m.mask_json(classification, counts)
         params = mask_params(m, event.params, counts) if event.params else event.params
-        context = self._masked_context(event.context, counts) if event.context else event.context
         if not counts:
             return event
         masked = replace(
@@ -311,19 +325,20 @@ class SessionRecorder:
         self.counts["masked"] += sum(counts.values())
         return masked
 
-    def _masked_context(self, context: Mapping[str, Any], counts: Counter[str]) -> Any:
-        # The context rarely changes between statements (application_name, a SET prompt):
-        # the last one's masking is reused while its text values are the same.
+    def _masked_context(self, context: Mapping[str, Any]) -> tuple[Any, Counter[str]]:
+        """The masked context and what was masked in it. The context rarely changes between
+        statements (application_name, a SET prompt): the last one's masking is reused while
+        its text values are the same."""
+        assert self.masker is not None
         key = tuple(context.items())
         if not all(isinstance(v, str) for _k, v in key):
-            return self.masker.mask_json(context, counts)  # type: ignore[union-attr]
-        if key != self._context_key:
             found: Counter[str] = Counter()
-            self._context_masked = (self.masker.mask_json(context, found), found)  # type: ignore[union-attr]
+            return self.masker.mask_json(context, found), found
+        if key != self._context_key:
+            found = Counter()
+            self._context_masked = (self.masker.mask_json(context, found), found)
             self._context_key = key
-        masked, found = self._context_masked
-        counts.update(found)
-        return masked
+        return self._context_masked
 
     async def approval(self, event: ApprovalEvent) -> None:
         """A held statement's approval: requested, then decided (who, when, why)."""

@@ -62,6 +62,12 @@ class Verdict:
     def held(hold: Hold, rule: str | None = None) -> Verdict:
         return Verdict("hold", rule=rule, hold=hold)
 
+    def with_ref(self, ref: object | None) -> Verdict:
+        """This verdict carrying ``ref`` (cheaper than ``dataclasses.replace``)."""
+        return Verdict(
+            self.action, self.message, self.sqlstate, self.rule, self.rewrite, ref, self.hold
+        )
+
 
 ALLOW = Verdict("allow")
 

@@ -80,13 +80,27 @@ def is_hex_hash(value: object) -> bool:
     return isinstance(value, str) and _HEX64.match(value) is not None
 
 
+# Digests this process computed, hex -> bytes: the next event's ``prev`` is almost always the
+# digest just computed, which needs neither the format check nor the hex decoding again.
+_COMPUTED: dict[str, bytes] = {}
+_COMPUTED_KEPT = 1024
+
+
 def chain_hash(prev: str, body: bytes) -> str:
     """``hex(sha256(bytes.fromhex(prev) || body))``."""
-    if not is_hex_hash(prev):
-        raise FormatError(f"prev is not a SHA-256 hex digest: {prev!r}")
-    h = hashlib.sha256(bytes.fromhex(prev))
+    raw = _COMPUTED.get(prev)
+    if raw is None:
+        if not is_hex_hash(prev):
+            raise FormatError(f"prev is not a SHA-256 hex digest: {prev!r}")
+        raw = bytes.fromhex(prev)
+    h = hashlib.sha256(raw)
     h.update(body)  # not prev + body: that would copy the body
-    return h.hexdigest()
+    digest = h.digest()
+    hexdigest = digest.hex()
+    if len(_COMPUTED) >= _COMPUTED_KEPT:
+        _COMPUTED.clear()
+    _COMPUTED[hexdigest] = digest
+    return hexdigest
 
 
 def seal(body: bytes, prev: str) -> tuple[bytes, str]:

@@ -40,8 +40,8 @@ def encode_event(
     cipher: RecordingCipher | None = None,
 ) -> tuple[bytes, str]:
     """One stored line (ending with a newline) and its hash."""
-    clash = ENVELOPE_KEYS.intersection(payload)
-    if clash:
+    if not ENVELOPE_KEYS.isdisjoint(payload):
+        clash = ENVELOPE_KEYS.intersection(payload)
         raise ValueError(f"payload uses reserved names: {sorted(clash)}")
     envelope: dict[str, Any] = {
         "v": FORMAT_VERSION,

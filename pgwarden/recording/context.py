@@ -259,6 +259,8 @@ class ContextState:
         if self.application_name:
             ctx["application_name"] = self.application_name
             sources["application_name"] = "application_name"
+        if not (self._set or self._api or self._local):
+            return StatementContext(ctx, sources)  # most sessions: nothing set
         entries: list[tuple[int, str, Any, str]] = [
             (order, key, value, "set") for key, (value, order) in self._set.items()
         ]

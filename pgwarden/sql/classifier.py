@@ -1176,11 +1176,21 @@ _SHAPES_KEPT = 4096
 _SHAPES: dict[str, Classification | None] = {}  # shape -> first classification, or None
 
 
+_BLANK_CONSTS = {
+    kind: f'"A_Const":{{"{kind}":{{}}' for kind in ("ival", "fval", "sval", "bsval", "boolval")
+}
+
+
+def _blank_const(match: re.Match[str]) -> str:
+    # A function, not a template: re expands a template in Python on every match.
+    return _BLANK_CONSTS[match.group(1)]
+
+
 def shape_of(tree_json: str) -> str:
     """The shape of a parsed text: its tree with every constant's value and every source
     position blanked (two texts have one shape iff they differ only in constants, spacing,
     comments and keyword case)."""
-    blanked = _CONST_VALUE.sub(r'"A_Const":{"\1":{}', tree_json)
+    blanked = _CONST_VALUE.sub(_blank_const, tree_json)
     return _POSITION_FIRST.sub("{", _POSITION_AFTER.sub("", blanked))
 
 

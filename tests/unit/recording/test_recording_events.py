@@ -86,6 +86,17 @@ def test_seal_is_exactly_the_documented_construction() -> None:
         chain_hash("xyz", b"{}")
 
 
+def test_chain_hash_checks_a_prev_it_did_not_compute() -> None:
+    # A digest just computed is remembered for the next event; any other prev, including
+    # the same digest in capitals or with spaces, is still checked and refused.
+    first = chain_hash(ZERO_HASH, b'{"a":1}')
+    second = chain_hash(first, b'{"a":2}')
+    assert second == hashlib.sha256(bytes.fromhex(first) + b'{"a":2}').hexdigest()
+    for bad in (first.upper(), " ".join(first[i : i + 2] for i in range(0, 64, 2)), first[:-1]):
+        with pytest.raises(FormatError):
+            chain_hash(bad, b"{}")
+
+
 def test_encode_event_and_parse_line() -> None:
     line, digest = encode_event(
         session="s1",
