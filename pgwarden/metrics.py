@@ -39,7 +39,10 @@ and it is classified (``token_failure_reason``); unknown text becomes ``other``.
 from __future__ import annotations
 
 import logging
+import math
 import re
+import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -47,12 +50,16 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from pgwarden import __version__
 
@@ -172,6 +179,70 @@ class _CallbackGauge(Collector):
         yield family
 
 
+class _StatementMetrics(Collector):
+    """``pgwarden_statements`` and ``pgwarden_statement_duration_seconds``, counted as plain
+    numbers and turned into the two families at each scrape. Once per statement, the client
+    library's ``Counter.inc`` and ``Histogram.observe`` (a lock each and a bucket scan in
+    Python) cost more than everything else the metrics do; this is one lock and a bisect.
+    The exposition is the same: a counter, and a histogram with these buckets and ``+Inf``."""
+
+    def __init__(self, decisions: tuple[str, ...], buckets: tuple[float, ...]) -> None:
+        self._bounds = tuple(buckets)
+        self._le: list[str] = [
+            floatToGoString(b)  # type: ignore[no-untyped-call] # untyped in the library
+            for b in (*self._bounds, math.inf)
+        ]
+        self._lock = threading.Lock()
+        # decision -> [observations per bucket (the last is +Inf)..., sum of seconds, count]
+        self._series: dict[str, list[float]] = {}
+        for decision in decisions:
+            self.series(decision)
+
+    def series(self, decision: str) -> list[float]:
+        with self._lock:
+            found = self._series.get(decision)
+            if found is None:
+                found = self._series[decision] = [0] * (len(self._bounds) + 1) + [0.0, 0]
+            return found
+
+    def add(self, series: list[float], seconds: float) -> None:
+        """One statement; its duration observed unless negative or NaN (a clock stepped back)."""
+        with self._lock:
+            series[-1] += 1
+            if seconds >= 0:
+                series[bisect_left(self._bounds, seconds)] += 1
+                series[-2] += seconds
+
+    def describe(self) -> list[Any]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            snapshot = {k: list(v) for k, v in self._series.items()}
+        yield from self._families(snapshot)
+
+    def _families(self, snapshot: Mapping[str, list[float]]) -> Iterator[Any]:
+        counter = CounterMetricFamily(
+            "pgwarden_statements",
+            "Statements by final outcome (allowed, denied, approved, rejected, held)",
+            labels=["decision"],
+        )
+        histogram = HistogramMetricFamily(
+            "pgwarden_statement_duration_seconds",
+            "Statement time through the gateway, from receipt to its last reply, by outcome",
+            labels=["decision"],
+        )
+        for decision, series in snapshot.items():
+            counter.add_metric([decision], series[-1])
+            cumulative, buckets = 0.0, []
+            for le, n in zip(self._le, series[:-2], strict=True):
+                cumulative += n
+                buckets.append((le, cumulative))
+            histogram.add_metric([decision], buckets, series[-2])
+        yield counter
+        yield histogram
+
+
 class Metrics:
     """One gateway's metrics. Every method is cheap and thread-safe and never raises on
     unexpected input (the data path calls them)."""
@@ -181,7 +252,7 @@ class Metrics:
         # double the exposition for nothing a dashboard uses; the switch is process-wide, and
         # this process is the gateway.
         disable_created_metrics()  # type: ignore[no-untyped-call] # untyped in the library
-        self._statement_children: dict[str, tuple[Any, Any]] = {}
+        self._statement_series: dict[str, list[float]] = {}
         self._masked_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -199,19 +270,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self._statements = Counter(
-            "pgwarden_statements",
-            "Statements by final outcome (allowed, denied, approved, rejected, held)",
-            ["decision"],
-            registry=r,
-        )
-        self._latency = Histogram(
-            "pgwarden_statement_duration_seconds",
-            "Statement time through the gateway, from receipt to its last reply, by outcome",
-            ["decision"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        # Known decisions start at zero, so rates and alerts work before the first statement.
+        self._statements = _StatementMetrics(STATEMENT_DECISIONS, LATENCY_BUCKETS)
+        r.register(self._statements)
         self._masked = Counter(
             "pgwarden_masked_values",
             "Values masked in what the database sent back, by detector or column rule",
@@ -236,9 +297,6 @@ class Metrics:
         r.register(self._sessions)
         # Known label values start at zero, so rates and alerts work before the first event
         # (an absent series is not a zero in PromQL).
-        for decision in STATEMENT_DECISIONS:
-            self._statements.labels(decision=decision)
-            self._latency.labels(decision=decision)
         for reason in TOKEN_FAILURES:
             self._token_failures.labels(reason=reason)
 
@@ -257,22 +315,16 @@ class Metrics:
 
     def statement(self, decision: str, seconds: float) -> None:
         """One statement is over: its final outcome (see the module doc) and its duration."""
-        children = self._statement_children.get(decision)
-        if children is None:
+        series = self._statement_series.get(decision)
+        if series is None:
             label = decision.strip().lower()
             label = _DECISION_ALIASES.get(label, label)
             if label not in STATEMENT_DECISIONS:
                 label = "other"
-            # labels() costs more than the increment: resolved once per decision word
-            children = (
-                self._statements.labels(decision=label),
-                self._latency.labels(decision=label),
-            )
-            if len(self._statement_children) < 64:
-                self._statement_children[decision] = children
-        children[0].inc()
-        if seconds >= 0:  # a clock step backwards must not corrupt the histogram's sum
-            children[1].observe(seconds)
+            series = self._statements.series(label)
+            if len(self._statement_series) < 64:
+                self._statement_series[decision] = series
+        self._statements.add(series, seconds)
 
     def masked(self, counts: Mapping[str, int]) -> None:
         """Values masked, per detector or column rule (the recorder's ``masked`` counts)."""

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from api_helpers import ApiClient, Env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -253,3 +256,57 @@ def test_server_wires_metrics_and_sessions(tmp_path: Path) -> None:
     finally:
         asyncio.run(server.stop())
         server.recording.store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["allowed", "denied", "approve", "held", "Something Else"]),
+            st.one_of(
+                st.sampled_from([*LATENCY_BUCKETS, -0.5, 0.0, 11.0, float("nan")]),
+                st.floats(min_value=0, max_value=20, allow_nan=False),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_statement_metrics_match_the_client_library(
+    observations: list[tuple[str, float]],
+) -> None:
+    """The statement counter and latency histogram (counted by hand for speed) expose what
+    the client library's Counter and Histogram would for the same statements."""
+
+    ours = Metrics()
+    registry = CollectorRegistry()
+    counter = Counter("pgwarden_statements", "", ["decision"], registry=registry)
+    histogram = Histogram(
+        "pgwarden_statement_duration_seconds",
+        "",
+        ["decision"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    labels = {"allowed": "allowed", "denied": "denied", "approve": "approved", "held": "held"}
+    for decision, seconds in observations:
+        ours.statement(decision, seconds)
+        label = labels.get(decision, "other")
+        counter.labels(decision=label).inc()
+        if seconds >= 0:
+            histogram.labels(decision=label).observe(seconds)
+
+    def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        out = {}
+        for family in text_string_to_metric_families(text):
+            if family.name in ("pgwarden_statements", "pgwarden_statement_duration_seconds"):
+                for s in family.samples:
+                    if not s.name.endswith("_created"):
+                        out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    expected = samples(generate_latest(registry).decode())
+    got = samples(ours.render()[0].decode())
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
+    # ours also exposes every known decision at zero before its first statement
+    assert {k for k, v in got.items() if v} == {k for k, v in expected.items() if v}
