@@ -178,6 +178,15 @@ def verify_signature(token: ParsedToken, key: PublicKey, allowed: frozenset[str]
         raise AuthError(
             f"token algorithm {quote(alg)} does not match its signing key (expected {expected})"
         )
+    signature = _b64decode(token.raw.rsplit(".", 1)[1]) or b""
+    size = _signature_size(key)
+    if size is not None and len(signature) != size:
+        # Cut short or padded: malformed whatever its bits (a truncated signature that
+        # still happens to be canonical base64 is no different from one that is not).
+        raise AuthError(
+            f"token is malformed: its signature has {len(signature)} bytes, "
+            f"{quote(alg)} with this key gives {size}"
+        )
     try:
         jwt.PyJWS(options={"enforce_minimum_key_length": True}).decode_complete(
             token.raw, key=key, algorithms=[alg]
@@ -188,6 +197,19 @@ def verify_signature(token: ParsedToken, key: PublicKey, allowed: frozenset[str]
         raise AuthError("token signing key is not acceptable (too weak or wrong type)") from None
     except jwt.PyJWTError as exc:
         raise AuthError(f"token is malformed ({type(exc).__name__})") from None
+
+
+def _signature_size(key: PublicKey) -> int | None:
+    """The length in bytes of every signature this key makes (JWS encodes ECDSA as r || s)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return 64
+    if isinstance(key, ed448.Ed448PublicKey):
+        return 114
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return 2 * math.ceil(key.curve.key_size / 8)
+    if isinstance(key, rsa.RSAPublicKey):
+        return math.ceil(key.key_size / 8)
+    return None  # pragma: no cover - the type says this cannot happen
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
