@@ -226,6 +226,27 @@ class GuardHooks(SessionHooks):
                 self.metrics.masked(counts)
         return out
 
+    def filter_run(
+        self,
+        info: SessionInfo,
+        kind: bytes,
+        msgs: list[Message],
+        columns: RowDescription | None,
+        ref: object | None,
+    ) -> list[Message]:
+        masking = self.masking
+        if masking is None:
+            return msgs
+        scope = ref.masking if isinstance(ref, StatementScope) else None
+        out, counts = masking.filter_run(kind, msgs, columns, scope)
+        if counts and out:
+            # one statement's messages: the run's counts go with its first message
+            if self.recorder is not None:
+                self._masked[id(out[0])] = counts
+            if self.metrics is not None:
+                self.metrics.masked(counts)
+        return out
+
     def run_untouched(
         self,
         info: SessionInfo,

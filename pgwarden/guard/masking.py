@@ -178,6 +178,29 @@ class SessionMasking:
             return self.masker.mask_parameter_status(msg)
         return msg, NO_COUNTS
 
+    def filter_run(
+        self,
+        kind: bytes,
+        msgs: list[Message],
+        columns: RowDescription | None,
+        scope: MaskingScope | None,
+    ) -> tuple[list[Message], Counter[str]]:
+        """A run of DataRow (b"D") or CopyData (b"d") messages masked together (one detector
+        pass over them all): the messages to send and what was masked in them."""
+        if kind == b"D":
+            rows = [m for m in msgs if type(m) is DataRow]
+            if len(rows) != len(msgs):
+                raise MaskingFailure("a run of rows holds another message")
+            out, counts = self._row_masker(columns, scope).mask_datarows(rows)
+            return list(out), counts
+        copies = [m for m in msgs if type(m) is CopyData]
+        if len(copies) != len(msgs):
+            raise MaskingFailure("a run of COPY data holds another message")
+        if self._copy is None:
+            raise MaskingFailure("COPY data arrived outside a COPY")
+        sent, counts = self._copy.feed_many(copies)
+        return list(sent), counts
+
     def run_untouched(
         self,
         kind: bytes,

@@ -65,6 +65,8 @@ class ColumnPlan:
     whole9: bool = False  # a computed text column: a value of exactly nine digits is an SSN
     always: bool = False  # must be looked at even when the row fails the pre-check
     joinable: bool = False  # plain content masking: scanned in one pass with the row's others
+    # an SSN-named text column: its values scanned in one pass with others of such columns
+    hint_joinable: bool = False
 
     @property
     def source(self) -> str:

@@ -119,6 +119,37 @@ class CopyMasker:
         its bytes are held until a row completes."""
         return guard(self._feed, msg)
 
+    def feed_many(self, msgs: Sequence[CopyData]) -> tuple[list[CopyData], Counter[str]]:
+        """``feed`` of each message in turn, as one scan where that is the same thing (whole
+        text or CSV lines, nothing held, no column rule, no custom pattern): the messages to
+        forward (held ones left out) and what was masked in them."""
+        return guard(self._feed_many, msgs)
+
+    def _feed_many(self, msgs: Sequence[CopyData]) -> tuple[list[CopyData], Counter[str]]:
+        if not self._active:
+            return list(msgs), NO_COUNTS
+        datas = [m.data for m in msgs]
+        if (
+            self.binary
+            or self._held
+            or self._any_rule
+            or self._scanner.per_value
+            or not all(d.endswith(b"\n") for d in datas)
+        ):
+            out: list[CopyData] = []
+            total: Counter[str] = Counter()
+            for m in msgs:
+                fwd, counts = self._feed(m)
+                total.update(counts)
+                if fwd is not None:
+                    out.append(fwd)
+            return out, total
+        masked, counts = self._masker._mask_lines(datas, True)
+        return [
+            m if new is old else CopyData.build(new)
+            for m, old, new in zip(msgs, datas, masked, strict=True)
+        ], counts
+
     def can_pass(self, data: bytes) -> bool:
         """True when ``data`` (whole text or CSV rows, as several CopyData payloads) holds
         nothing to mask, so its messages may be forwarded without ``feed``: no row is held,
@@ -181,11 +212,46 @@ class CopyMasker:
         changed = False
         if self._any_rule:
             block, counts, changed = self._text_rules(block)
-        masked, c = self._masker._mask_bytes(block, True)
+        if self._scanner.per_value:
+            masked, c = self._content_by_field(block)
+        else:
+            masked, c = self._masker._mask_bytes(block, True)
         if masked is not block:
             changed = True
             counts = counts + c if counts else c
         return masked, counts, changed
+
+    def _content_by_field(self, block: bytes) -> tuple[bytes, Counter[str]]:
+        """Content masking field by field (custom patterns may be anchored to a value); a
+        quoted CSV field is scanned inside its quotes."""
+        masker = self._masker
+        counts: Counter[str] = Counter()
+        out = []
+        changed = False
+        q = self._quote
+        for line in self._records(block):
+            body, nl = (line[:-1], line[-1:]) if line.endswith(b"\n") else (line, b"")
+            if body.endswith(b"\r"):
+                body, nl = body[:-1], b"\r" + nl
+            fields = self._csv_split(body) if self.csv else self._text_split(body)
+            parts = []
+            pos = 0
+            for s, e in fields:
+                value = body[s:e]
+                quoted = self.csv and len(value) >= 2 and value[:1] == q and value[-1:] == q
+                inner = value[1:-1] if quoted else value
+                masked, c = masker._mask_bytes(inner, True)
+                if masked is not inner:
+                    parts += [body[pos:s], q + masked + q if quoted else masked]
+                    pos = e
+                    counts.update(c)
+            if parts:
+                parts.append(body[pos:])
+                out.append(b"".join(parts) + nl)
+                changed = True
+            else:
+                out.append(line)
+        return (b"".join(out) if changed else block), counts
 
     def _csv_complete(self, buf: bytes) -> int:
         """Length of the complete CSV records at the start of ``buf``."""

@@ -57,6 +57,7 @@ _SSN_QUICK: Final = re.compile(rb"-[0-9]{2}-[0-9]{4}")
 #: a stretch of digits, spaces and dashes that may hold 13+ digits with single separators
 _CARD_AREA: Final = re.compile(rb"[0-9][0-9 -]{11,}[0-9]")
 _DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
+_CARD_4X4: Final = re.compile(rb"[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]{4}")
 _HEX_LETTERS: Final = frozenset(b"abcdefABCDEF")
 _TOKEN_CHARS: Final = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
 _UUID: Final = re.compile(
@@ -73,6 +74,7 @@ _SSN_BARE: Final = re.compile(rb"(?<![0-9])([0-9]{3})[ -]?([0-9]{2})[ -]?([0-9]{
 SSN_COLUMN_NAME: Final = re.compile(r"(?i)ssn|social.?sec|tax.?id")
 
 _LOCAL: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_NOT_LOCAL_TO_NUL: Final = bytes(c if c in _LOCAL else 0 for c in range(256))
 _DOMAIN: Final = re.compile(rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 
 _PHONE: Final = re.compile(
@@ -170,18 +172,37 @@ def _card_windows(buf: bytes, s: int, e: int, out: list[Span]) -> None:
 
 def find_cards(buf: bytes, out: list[Span]) -> None:
     for m in _CARD_AREA.finditer(buf):
-        area = m.group()
-        if len(area) - area.count(b" ") - area.count(b"-") < 13:
-            continue  # fewer than 13 digits (dates, times, short numbers)
-        groups = [g.span() for g in _DIGIT_GROUP.finditer(buf, m.start(), m.end())]
-        # split the area into runs: groups separated by exactly one space or dash
-        first = 0
-        for k in range(1, len(groups) + 1):
-            if k == len(groups) or groups[k][0] - groups[k - 1][1] != 1:
-                run = groups[first:k]
-                first = k
-                if sum(ge - gs for gs, ge in run) >= 13:
-                    _card_run(buf, run, out)
+        s, e = m.span()
+        # The usual shapes answered directly (what _find_cards_in_area decides for them):
+        # one run of 13-19 digits, or four groups of four with single separators.
+        n = e - s
+        if n == 19 and _CARD_4X4.fullmatch(buf, s, e) is not None:
+            if not _hex_glued(buf, s, e) and is_card(
+                buf[s : s + 4] + buf[s + 5 : s + 9] + buf[s + 10 : s + 14] + buf[s + 15 : e]
+            ):
+                out.append((s, e, "card"))
+            continue
+        if n <= 19 and buf[s:e].isdigit():
+            if not _hex_glued(buf, s, e) and is_card(buf[s:e]):
+                out.append((s, e, "card"))
+            continue
+        _find_cards_in_area(buf, m, out)
+
+
+def _find_cards_in_area(buf: bytes, m: re.Match[bytes], out: list[Span]) -> None:
+    """Card numbers in one stretch of digits, spaces and dashes (``_CARD_AREA``)."""
+    area = m.group()
+    if len(area) - area.count(b" ") - area.count(b"-") < 13:
+        return  # fewer than 13 digits (dates, times, short numbers)
+    groups = [g.span() for g in _DIGIT_GROUP.finditer(buf, m.start(), m.end())]
+    # split the area into runs: groups separated by exactly one space or dash
+    first = 0
+    for k in range(1, len(groups) + 1):
+        if k == len(groups) or groups[k][0] - groups[k - 1][1] != 1:
+            run = groups[first:k]
+            first = k
+            if sum(ge - gs for gs, ge in run) >= 13:
+                _card_run(buf, run, out)
 
 
 def _card_run(buf: bytes, groups: list[tuple[int, int]], out: list[Span]) -> None:
@@ -261,12 +282,14 @@ def find_ssns(buf: bytes, out: list[Span], bare: bool = False, context: bool = T
 
 def find_emails(buf: bytes, out: list[Span]) -> None:
     at = buf.find(b"@")
-    local = _LOCAL
+    if at < 0:
+        return
+    # the local part's start: just after the last byte before "@" that cannot be in one
+    # (found by rfind in a copy where those bytes are NUL, not by a Python loop)
+    marked = buf.translate(_NOT_LOCAL_TO_NUL)
     while at >= 0:
-        s = at
         lim = max(0, at - 64)
-        while s > lim and buf[s - 1] in local:
-            s -= 1
+        s = max(lim, marked.rfind(b"\x00", lim, at) + 1)
         if s < at:
             m = _DOMAIN.match(buf, at + 1)
             if m is not None:
@@ -356,6 +379,12 @@ class Scanner:
         #: custom patterns cannot be pre-checked (they may be anchored): always scan
         self.always = bool(self._custom)
         self.active = bool(self.card or self.ssn or self.email or self._optional or self._custom)
+
+    @property
+    def per_value(self) -> bool:
+        """Custom patterns may be anchored (``^EMP-[0-9]{6}$``): they must see each value on
+        its own, never several values joined into one buffer."""
+        return bool(self._custom)
 
     def may_match(self, buf: bytes) -> bool:
         """Cheap pre-check: False means ``find`` is certain to find nothing (and nothing

@@ -14,6 +14,7 @@ import struct
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, Final, TypeVar
 
 from pgwarden.masking import typekinds as T
@@ -223,7 +224,10 @@ class Masker:
         else:
             joinable = kind != T.BYTEA
         joinable = joinable and not (rule is not None or hint)
-        return ColumnPlan(index, name, type_oid, kind, binary, rule, hint, whole9, always, joinable)
+        hint_joinable = hint and rule is None and not binary and kind in (T.TEXT, T.GENERIC)
+        return ColumnPlan(
+            index, name, type_oid, kind, binary, rule, hint, whole9, always, joinable, hint_joinable
+        )
 
     def for_copy(
         self,
@@ -531,6 +535,39 @@ class Masker:
         spans = merge(spans)
         return self.replace_text(buf, spans, escapes=escapes), self.count(None, spans)
 
+    def _mask_lines(self, pieces: list[bytes], escapes: bool) -> tuple[list[bytes], Counter[str]]:
+        """``_mask_bytes`` of each piece, with one detector pass over them all. Each piece
+        ends with a newline, which no built-in detector matches across; a detection that
+        straddles pieces anyway sends them through one by one. Not for custom patterns:
+        they may be anchored to a value (see ``Scanner.per_value``)."""
+        joined = b"".join(pieces)
+        if not self.scanner.active or not self.scanner.may_match(joined):
+            return pieces, NO_COUNTS
+        spans = self.scanner.find(joined)
+        if not spans:
+            return pieces, NO_COUNTS
+        starts = list(accumulate([len(p) for p in pieces], initial=0))
+        per: dict[int, list[Span]] = {}
+        redo: set[int] = set()
+        for s, e, name in spans:
+            k = bisect_right(starts, s) - 1
+            base = starts[k]
+            if e > starts[k + 1]:
+                redo.update(range(k, bisect_right(starts, e - 1)))
+                continue
+            per.setdefault(k, []).append((s - base, e - base, name))
+        out = list(pieces)
+        counts: Counter[str] = Counter()
+        for k, found in per.items():
+            if k not in redo:
+                merged = merge(found)
+                out[k] = self.replace_text(pieces[k], merged, escapes=escapes)
+                self.count(counts, merged)
+        for k in redo:
+            out[k], c = self._mask_bytes(pieces[k], escapes)
+            counts.update(c)
+        return out, counts
+
     def mask_text(self, text: str) -> tuple[str, Counter[str]]:
         """Content-mask a string (as the client would see it); ``text`` itself if clean."""
         return guard(self._mask_text, text)
@@ -719,27 +756,48 @@ class RowMasker:
             joined = b"".join([m.raw for m in msgs])
             if not self._scanner.may_match(joined) and not (self._whole9 and _LEN9 in joined):
                 return list(msgs), NO_COUNTS
-        out = []
-        total: Counter[str] | None = None
-        for m in msgs:
-            row, counts = self._mask_datarow(m)
-            out.append(row)
-            if counts:
-                if total is None:
-                    total = Counter()
-                total.update(counts)
-        return out, total if total is not None else NO_COUNTS
+        # The content-masked values of every row are scanned in one pass (see _mask_joined):
+        # per-call costs of the detectors are paid once per run of rows, not once per row.
+        counts: Counter[str] = Counter()
+        scan, hinted = _Joined(), _Joined()
+        rows = [self._scan_row(m, counts, scan, hinted) for m in msgs]
+        self._mask_joined(scan, counts)
+        self._mask_joined(hinted, counts, ssn_bare=True)
+        out = [m if row is None else _rebuilt(m, row) for m, row in zip(msgs, rows, strict=True)]
+        return out, counts if counts else NO_COUNTS
 
     def _mask_datarow(self, msg: DataRow) -> tuple[DataRow, Counter[str]]:
         if not self.active:
             return msg, NO_COUNTS
+        counts: Counter[str] = Counter()
+        scan, hinted = _Joined(), _Joined()
+        row = self._scan_row(msg, counts, scan, hinted)
+        if row is None:
+            return msg, NO_COUNTS
+        self._mask_joined(scan, counts)
+        self._mask_joined(hinted, counts, ssn_bare=True)
+        if not row[2]:
+            return msg, NO_COUNTS
+        return _rebuilt(msg, row), counts
+
+    def _scan_row(
+        self,
+        msg: DataRow,
+        counts: Counter[str],
+        scan: _Joined,
+        hinted: _Joined,
+    ) -> _RowEdits | None:
+        """Check one row's framing and mask the values that are masked one by one; the values
+        to scan for content go to ``scan``, those of text columns named like an SSN column
+        (bare nine digits are SSNs there) to ``hinted``. None: nothing in the row can
+        change."""
         raw = msg.raw
         plans = self._plans
         if plans is None and self._masker.rules:
             raise MaskingFailure("column rules are configured but the result's columns are unknown")
         hit = self._scanner.may_match(raw)
         if not hit and not self._always and not (self._whole9 and _LEN9 in raw):
-            return msg, NO_COUNTS
+            return None
         if len(raw) < 7 or raw[:1] != b"D":
             raise MaskingFailure("not a DataRow")
         (n,) = _U16.unpack_from(raw, 5)
@@ -750,9 +808,6 @@ class RowMasker:
         pos = 7
         end_all = len(raw)
         edits: dict[int, bytes | None] = {}
-        counts: Counter[str] = Counter()
-        joined_idx: list[int] = []
-        pieces: list[bytes] = []
         offsets: list[int] = []
         for i in range(n):
             (ln,) = unpack(raw, pos)
@@ -776,8 +831,11 @@ class RowMasker:
                     continue
             if plan.joinable:
                 if hit:
-                    joined_idx.append(i)
-                    pieces.append(raw[pos:end])
+                    scan.owners.append((edits, i))
+                    scan.pieces.append(raw[pos:end])
+            elif plan.hint_joinable:
+                hinted.owners.append((edits, i))
+                hinted.pieces.append(raw[pos:end])
             elif hit or plan.always:
                 res = masker.mask_value(plan, raw[pos:end], counts)
                 if not isinstance(res, _Same):
@@ -785,39 +843,31 @@ class RowMasker:
             pos = end
         if pos != end_all:
             raise MaskingFailure("DataRow length does not match its values")
-        if pieces:
-            self._mask_joined(joined_idx, pieces, edits, counts)
-        if not edits:
-            return msg, NO_COUNTS
-        values: list[bytes | None] = []
-        for i in range(n):
-            if i in edits:
-                values.append(edits[i])
-            else:
-                s, e = offsets[2 * i], offsets[2 * i + 1]
-                values.append(None if e < 0 else raw[s:e])
-        return DataRow.build(values), counts
+        return n, offsets, edits
 
-    def _mask_joined(
-        self,
-        idx: list[int],
-        pieces: list[bytes],
-        edits: dict[int, bytes | None],
-        counts: Counter[str],
-    ) -> None:
-        """Content-scan several values in one pass: joined with NUL bytes, which no
-        detector matches across (a NUL cannot occur in a text value); a detection that
-        straddles values anyway (a custom pattern) sends them through one by one."""
+    def _mask_joined(self, group: _Joined, counts: Counter[str], *, ssn_bare: bool = False) -> None:
+        """Content-scan several values (of one row or of many) in one pass: joined with NUL
+        bytes, which no detector matches across (a NUL cannot occur in a text value); a
+        detection that straddles values anyway (a custom pattern) sends them through one by
+        one."""
+        pieces = group.pieces
+        if not pieces:
+            return
+        owners = group.owners
         masker = self._masker
+        plans = self._plans
+        if self._scanner.per_value:
+            for (edits, i), piece in zip(owners, pieces, strict=True):
+                plan = plans[i] if plans is not None else _generic_plan(i)
+                res = masker.mask_value(plan, piece, counts)
+                if not isinstance(res, _Same):
+                    edits[i] = res
+            return
         joined = b"\x00".join(pieces)
-        spans = self._scanner.find(joined)
+        spans = self._scanner.find(joined, ssn_bare=ssn_bare)
         if not spans:
             return
-        starts = []
-        at = 0
-        for p in pieces:
-            starts.append(at)
-            at += len(p) + 1
+        starts = list(accumulate([len(p) + 1 for p in pieces], initial=0))
         per: dict[int, list[Span]] = {}
         redo: set[int] = set()
         for s, e, name in spans:
@@ -827,9 +877,8 @@ class RowMasker:
                 redo.update(range(k, bisect_right(starts, e - 1)))
                 continue
             per.setdefault(k, []).append((s - base, e - base, name))
-        plans = self._plans
         for k in sorted(set(per) | redo):
-            i = idx[k]
+            edits, i = owners[k]
             plan = plans[i] if plans is not None else _generic_plan(i)
             if k in redo:
                 res = masker.mask_value(plan, pieces[k], counts)
@@ -837,6 +886,37 @@ class RowMasker:
                 res = masker.apply_spans(plan, pieces[k], per[k], counts)
             if not isinstance(res, _Same):
                 edits[i] = res
+
+
+class _Joined:
+    """Values to scan together: ``pieces[k]``'s replacement goes to ``owners[k]`` (a row's
+    edits, column index)."""
+
+    __slots__ = ("owners", "pieces")
+
+    def __init__(self) -> None:
+        self.owners: list[tuple[dict[int, bytes | None], int]] = []
+        self.pieces: list[bytes] = []
+
+
+# (column count, value start/end offsets (-1: NULL), column -> replacement)
+_RowEdits = tuple[int, list[int], dict[int, bytes | None]]
+
+
+def _rebuilt(msg: DataRow, row: _RowEdits) -> DataRow:
+    """``msg`` with the edited values replaced (``msg`` itself when nothing was edited)."""
+    n, offsets, edits = row
+    if not edits:
+        return msg
+    raw = msg.raw
+    values: list[bytes | None] = []
+    for i in range(n):
+        if i in edits:
+            values.append(edits[i])
+        else:
+            s, e = offsets[2 * i], offsets[2 * i + 1]
+            values.append(None if e < 0 else raw[s:e])
+    return DataRow.build(values)
 
 
 _GENERIC_PLANS: dict[int, ColumnPlan] = {}

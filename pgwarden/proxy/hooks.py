@@ -169,6 +169,25 @@ class SessionHooks:
         without passing each through ``filter_server_message``."""
         return True
 
+    def filter_run(
+        self,
+        info: SessionInfo,
+        kind: bytes,
+        msgs: list[Message],
+        columns: RowDescription | None,
+        ref: object | None,
+    ) -> list[Message]:
+        """A run of DataRow (``kind`` b"D", rows of one result) or CopyData (b"d", COPY TO
+        STDOUT rows) messages that ``run_untouched`` did not pass: the messages to send in
+        their place, in order (the same objects where unchanged; a COPY row split across
+        messages is held back). Raising withholds them all and ends the session."""
+        out = []
+        for msg in msgs:
+            fwd = self.filter_server_message(info, msg, columns, ref)
+            if fwd is not None:
+                out.append(fwd)
+        return out
+
     async def record_server_messages(
         self, info: SessionInfo, batch: list[tuple[Message, object, RowDescription | None]]
     ) -> None:

@@ -614,7 +614,7 @@ class Relay:
     ) -> None:
         """A run of whole DataRow (b"D") or COPY TO STDOUT CopyData (b"d") messages: kept
         as separate messages (clients read COPY row by row), forwarded untouched in one piece
-        when the masking says nothing in them can need masking, else message by message."""
+        when the masking says nothing in them can need masking, else masked together."""
         ref = self.pending[0].ref if self.pending else None
         self._ref = ref
         joined = b"".join(run)
@@ -626,10 +626,18 @@ class Relay:
             if untouched:
                 out.append((MessageRun(joined, tuple(run), kind), ref, self.columns))
                 return
-            for raw in run:
-                fwd = self._on_server(DataRow(raw) if kind == b"D" else CopyData(raw))
-                if fwd is not None:
-                    out.append((fwd, ref, self.columns))
+            front = self.pending[0] if self.pending else None
+            if self.columns is None and front is not None and front.kind == EXECUTE:
+                self.columns = self._result_columns(front.name)
+            msgs: list[Message] = (
+                [DataRow(raw) for raw in run] if kind == b"D" else [CopyData(raw) for raw in run]
+            )
+            try:
+                sent = self.hooks.filter_run(self.info, kind, msgs, self.columns, ref)
+            except Exception as exc:
+                raise _masking_failed(self.info.id, "a run of rows", exc) from None
+            columns = self.columns
+            out.extend([(fwd, ref, columns) for fwd in sent])
         except FatalToClient as fatal:
             if out:
                 await self._deliver(out)

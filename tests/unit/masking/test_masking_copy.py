@@ -218,3 +218,61 @@ def test_binary_copy_truncated() -> None:
     cm = masker().for_copy(1, column_types=[25, 25])
     with pytest.raises(MaskingFailure):
         cm.feed(CopyData.build(SIGNATURE + struct.pack("!ii", 0, 0) + _tuple([b"x"])))
+
+
+@pytest.mark.parametrize("csv_format", [False, True])
+def test_anchored_custom_patterns_match_each_field(csv_format: bool) -> None:
+    """A custom pattern anchored to the value (``^...$``) masks each COPY field that is such
+    a value (a quoted CSV field inside its quotes), row by row or a run of rows at once."""
+    m = masker({"custom": [{"name": "emp", "pattern": "^EMP-[0-9]{6}$"}]})
+    sep = b"," if csv_format else b"\t"
+    last, masked_last = (
+        (b'"EMP-654321"', b'"***-******"') if csv_format else (b"EMP-654321", b"***-******")
+    )
+    first = sep.join([b"EMP-123456", b"x EMP-123456", last])
+    second = sep.join([b"a", b"EMP-000001", b"ada@example.com"])
+    expected = [
+        sep.join([b"***-******", b"x EMP-123456", masked_last]),
+        sep.join([b"a", b"***-******", b"***@*******.***"]),
+    ]
+    cm = m.for_copy(0, [0, 0, 0], csv=csv_format, delimiter=sep)
+    alone = [cm.feed(CopyData.build(line + b"\n")) for line in (first, second)]
+    assert [fwd.data for fwd, _ in alone if fwd is not None] == [e + b"\n" for e in expected]
+    cm = m.for_copy(0, [0, 0, 0], csv=csv_format, delimiter=sep)
+    together, counts = cm.feed_many([CopyData.build(first + b"\n"), CopyData.build(second + b"\n")])
+    assert [fwd.data for fwd in together] == [e + b"\n" for e in expected]
+    assert counts == Counter({"emp": 3, "email": 1})
+
+
+def test_copy_run_masked_together_as_one_by_one() -> None:
+    """``feed_many`` (one detector pass over a run of messages) forwards what ``feed`` of each
+    message in turn forwards: the same bytes, unchanged messages as the same objects, rows
+    split across messages held until complete, and the same counts."""
+    lines = [text_line(c) for c in CUSTOMERS[:20]]
+    plain = [b"%d\tnothing here\t12.50\n" % i for i in range(5)]
+    data = [lines[0], plain[0], lines[1][:7], lines[1][7:], *plain[1:], *lines[2:]]
+    msgs = [CopyData.build(d) for d in data]
+
+    def passed(out: list[CopyData]) -> list[bool]:
+        return [any(o is m for m in msgs) for o in out]
+
+    for split_at in range(len(data) + 1):
+        one = m_default.for_copy(0, [0] * 7)
+        expected, want = [], Counter()
+        for msg in msgs:
+            fwd, counts = one.feed(msg)
+            want.update(counts)
+            if fwd is not None:
+                expected.append(fwd)
+        many = m_default.for_copy(0, [0] * 7)
+        got_a, ca = many.feed_many(msgs[:split_at])
+        got_b, cb = many.feed_many(msgs[split_at:])
+        got = got_a + got_b
+        assert [g.raw for g in got] == [e.raw for e in expected]
+        assert ca + cb == want
+        assert passed(got) == passed(expected)
+        assert any(passed(got)) and not all(passed(got))
+    assert not leaks(b"".join(e.data for e in expected))
+
+
+m_default = masker()

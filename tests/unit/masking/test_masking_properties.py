@@ -17,12 +17,15 @@ from __future__ import annotations
 import itertools
 import re
 import struct
+from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from masking_samples import masker
 
-from pgwarden.masking import MaskingFailure
+from pgwarden.masking import MaskingFailure, detectors
+from pgwarden.masking._common import SAME
 from pgwarden.masking.copy import SIGNATURE
 from pgwarden.protocol.messages import Column, CopyData, DataRow, RowDescription
 
@@ -265,3 +268,122 @@ def test_binary_copy_split_anywhere(rows: list[list[bytes | None]], cuts: list[i
     split.end()
     assert got == expected
     assert len(got) == len(blob)
+
+
+# -- the fast paths answer exactly as the general ones ------------------------------------------
+
+CARD_CHUNKS = st.one_of(
+    cards(),
+    st.sampled_from(["4111 1111 1111 1111", "4111-1111 1111-1111", "4111111111111111",
+                     "5500 0000 0000 0004", "4111 1111 1111 1112", "0000 0000 0000 0000"]),
+    st.text(alphabet="0123456789 -", max_size=24),
+    st.text(alphabet="abcdefABCDEFxyz\x00.@", max_size=6),
+    st.sampled_from(["deadbeefdeadbeef", "deadbeef", "abcdef0123456789abcdef", "-"]),
+)  # fmt: skip
+
+
+@SETTINGS
+@given(st.lists(CARD_CHUNKS, max_size=8))
+def test_card_fast_paths_find_what_the_general_search_finds(chunks: list[str]) -> None:
+    buf = "".join(chunks).encode()
+    general: list[tuple[int, int, str]] = []
+    for m in detectors._CARD_AREA.finditer(buf):
+        detectors._find_cards_in_area(buf, m, general)
+    found: list[tuple[int, int, str]] = []
+    detectors.find_cards(buf, found)
+    assert found == general
+
+
+ROW_NAMES = st.sampled_from(["c", "note", "ssn", "tax_id", "social_security_no"])
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(ROW_NAMES, st.sampled_from([25, 1043, 20, 99999]), st.sampled_from([0, 1])),
+             min_size=1, max_size=5),
+    st.lists(st.lists(VALUE, min_size=5, max_size=5), min_size=1, max_size=6),
+    st.sampled_from(sorted(MASKERS)),
+)  # fmt: skip
+def test_rows_masked_together_as_one_by_one(
+    cols: list[tuple[str, int, int]], values: list[list[bytes | None]], strategy: str
+) -> None:
+    """A run of rows is scanned in one pass (values of all rows joined): each row comes out
+    as it would alone, and the counts add up."""
+    m = MASKERS[strategy]
+    desc = RowDescription.build(
+        [Column(name, 0, 0, oid, -1, -1, fmt) for name, oid, fmt in cols]
+    )  # fmt: skip
+    rows = m.for_columns(desc)
+    msgs = [DataRow.build(v[: len(cols)]) for v in values]
+    try:
+        alone = [rows.mask_datarow(r) for r in msgs]
+    except MaskingFailure:
+        with pytest.raises(MaskingFailure):
+            rows.mask_datarows(msgs)
+        return
+    together, counts = rows.mask_datarows(msgs)
+    assert [r.raw for r in together] == [r.raw for r, _ in alone]
+    assert all(t is r for t, r, (a, _) in zip(together, msgs, alone, strict=True) if a is r)
+    total: Counter[str] = Counter()
+    for _, c in alone:
+        total.update(c)
+    assert counts == total
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(ROW_NAMES, st.sampled_from([25, 1043, 99999])), min_size=1, max_size=5),
+    st.lists(st.one_of(st.none(), VALUE, st.just(b"332206469"), st.just(b"332 20 6469")),
+             min_size=5, max_size=5),
+    st.sampled_from(sorted(MASKERS)),
+)  # fmt: skip
+def test_text_values_of_a_row_masked_as_each_alone(
+    cols: list[tuple[str, int]], values: list[bytes | None], strategy: str
+) -> None:
+    """Text values scanned together with the row's others (SSN-named columns with each
+    other, the rest with each other) come out as each value masked on its own."""
+    m = MASKERS[strategy]
+    desc = RowDescription.build([Column(name, 0, 0, oid, -1, -1, 0) for name, oid in cols])
+    rows = m.for_columns(desc)
+    assert rows.plans is not None
+    row = DataRow.build(values[: len(cols)])
+    out, counts = rows.mask_datarow(row)
+    expected: list[bytes | None] = []
+    total: Counter[str] = Counter()
+    for plan, value in zip(rows.plans, row.values(), strict=True):
+        if value is None:
+            expected.append(None)
+            continue
+        res = m.mask_value(plan, value, total)
+        expected.append(value if isinstance(res, type(SAME)) else res)
+    assert out.values() == tuple(expected)
+    assert counts == total
+
+
+def _emails_by_walking_back(buf: bytes) -> list[tuple[int, int, str]]:
+    """The e-mail search as first written: the local part found by stepping back byte by byte
+    from each "@" (at most 64)."""
+    local = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+    out = []
+    at = buf.find(b"@")
+    while at >= 0:
+        s, lim = at, max(0, at - 64)
+        while s > lim and buf[s - 1] in local:
+            s -= 1
+        if s < at:
+            m = detectors._DOMAIN.match(buf, at + 1)
+            if m is not None:
+                out.append((s, m.end(), "email"))
+        at = buf.find(b"@", at + 1)
+    return out
+
+
+@SETTINGS
+@given(st.lists(st.one_of(emails(), st.text(alphabet="ab.%+-_@ \x00\xe9,", max_size=12),
+                          st.sampled_from(["x" * 70, "@", "@@a.bc", "a" * 64 + "@ex.com"])),
+                max_size=8))  # fmt: skip
+def test_email_search_finds_what_walking_back_finds(chunks: list[str]) -> None:
+    buf = "".join(chunks).encode()
+    found: list[tuple[int, int, str]] = []
+    detectors.find_emails(buf, found)
+    assert found == _emails_by_walking_back(buf)

@@ -334,6 +334,24 @@ def test_detection_across_joined_values_is_redone_per_value() -> None:
     assert counts == Counter({"pair": 1})
 
 
+def test_anchored_custom_patterns_match_each_value() -> None:
+    """A custom pattern anchored to the value (``^...$``) masks every column holding such a
+    value, alone in its row or not, one row or a run of rows. (Values were once scanned
+    joined, where ``^`` and ``$`` only matched at the ends of the joined buffer.)"""
+    m = masker({"custom": [{"name": "emp", "pattern": "^EMP-[0-9]{6}$"}]})
+    rows = m.for_columns(desc(col("a"), col("b"), col("c")))
+    row = DataRow.build([b"EMP-123456", b"x EMP-123456", b"EMP-654321"])
+    out, counts = rows.mask_datarow(row)
+    assert out.values() == (b"***-******", b"x EMP-123456", b"***-******")
+    assert counts == Counter({"emp": 2})
+    batch, counts = rows.mask_datarows([row, DataRow.build([b"a", b"b", b"EMP-000001"])])
+    assert [r.values() for r in batch] == [
+        (b"***-******", b"x EMP-123456", b"***-******"),
+        (b"a", b"b", b"***-******"),
+    ]
+    assert counts == Counter({"emp": 3})
+
+
 def test_formats_from_bind() -> None:
     d = desc(col("n", 20), col("e"))  # described before Bind: format codes 0
     m = masker()
