@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from pgwarden.masking._common import NO_COUNTS, ColumnPlan, _Same, guard, rule_counter_key
@@ -226,32 +226,19 @@ class CopyMasker:
         quoted CSV field is scanned inside its quotes."""
         masker = self._masker
         counts: Counter[str] = Counter()
-        out = []
-        changed = False
         q = self._quote
-        for line in self._records(block):
-            body, nl = (line[:-1], line[-1:]) if line.endswith(b"\n") else (line, b"")
-            if body.endswith(b"\r"):
-                body, nl = body[:-1], b"\r" + nl
-            fields = self._csv_split(body) if self.csv else self._text_split(body)
-            parts = []
-            pos = 0
-            for s, e in fields:
-                value = body[s:e]
-                quoted = self.csv and len(value) >= 2 and value[:1] == q and value[-1:] == q
-                inner = value[1:-1] if quoted else value
-                masked, c = masker._mask_bytes(inner, True)
-                if masked is not inner:
-                    parts += [body[pos:s], q + masked + q if quoted else masked]
-                    pos = e
-                    counts.update(c)
-            if parts:
-                parts.append(body[pos:])
-                out.append(b"".join(parts) + nl)
-                changed = True
-            else:
-                out.append(line)
-        return (b"".join(out) if changed else block), counts
+
+        def edit(_i: int, value: bytes) -> bytes | None:
+            quoted = self.csv and len(value) >= 2 and value[:1] == q and value[-1:] == q
+            inner = value[1:-1] if quoted else value
+            masked, found = masker._mask_bytes(inner, True)
+            if masked is inner:
+                return None
+            counts.update(found)
+            return q + masked + q if quoted else masked
+
+        out, _ = self._edit_fields(block, edit, check_count=False)
+        return out, counts
 
     def _csv_complete(self, buf: bytes) -> int:
         """Length of the complete CSV records at the start of ``buf``."""
@@ -285,36 +272,53 @@ class CopyMasker:
             pos = j + 1
 
     def _text_rules(self, block: bytes) -> tuple[bytes, Counter[str], bool]:
-        lines = self._records(block)
         counts: Counter[str] = Counter()
+
+        def edit(i: int, value: bytes) -> bytes | None:
+            rule = self._rules[i] if i < len(self._rules) else None
+            if rule is None:
+                return None
+            masked = self._mask_field(value)
+            if masked is not None:
+                counts[rule_counter_key(rule)] += 1
+            return masked
+
+        out, changed = self._edit_fields(block, edit, check_count=True)
+        return out, counts, changed
+
+    def _edit_fields(
+        self, block: bytes, edit: Callable[[int, bytes], bytes | None], *, check_count: bool
+    ) -> tuple[bytes, bool]:
+        """``block`` (whole records) with each field that ``edit(index, value)`` returns a
+        replacement for replaced; ``block`` itself and False when nothing was."""
         out = []
         changed = False
-        for line in lines:
+        for line in self._records(block):
             body, nl = (line[:-1], line[-1:]) if line.endswith(b"\n") else (line, b"")
             if body.endswith(b"\r"):
                 body, nl = body[:-1], b"\r" + nl
             fields = self._csv_split(body) if self.csv else self._text_split(body)
-            if self._ncols is not None and len(fields) != self._ncols and body != b"\\.":
+            if (
+                check_count
+                and self._ncols is not None
+                and len(fields) != self._ncols
+                and body != b"\\."
+            ):
                 raise MaskingFailure(f"COPY row has {len(fields)} fields for {self._ncols} columns")
             parts = []
             pos = 0
             for i, (s, e) in enumerate(fields):
-                rule = self._rules[i] if i < len(self._rules) else None
-                if rule is None:
-                    continue
-                value = body[s:e]
-                masked = self._mask_field(value)
-                if masked is not None:
-                    parts += [body[pos:s], masked]
+                new = edit(i, body[s:e])
+                if new is not None:
+                    parts += [body[pos:s], new]
                     pos = e
-                    counts[rule_counter_key(rule)] += 1
             if parts:
                 parts.append(body[pos:])
                 out.append(b"".join(parts) + nl)
                 changed = True
             else:
                 out.append(line)
-        return b"".join(out), counts, changed
+        return (b"".join(out) if changed else block), changed
 
     def _records(self, block: bytes) -> list[bytes]:
         if not self.csv:
