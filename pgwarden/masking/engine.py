@@ -847,9 +847,9 @@ class RowMasker:
 
     def _mask_joined(self, group: _Joined, counts: Counter[str], *, ssn_bare: bool = False) -> None:
         """Content-scan several values (of one row or of many) in one pass: joined with NUL
-        bytes, which no detector matches across (a NUL cannot occur in a text value); a
-        detection that straddles values anyway (a custom pattern) sends them through one by
-        one."""
+        bytes, which no built-in detector matches across (a NUL cannot occur in a text value);
+        a detection that straddles values anyway (a private-key block runs to the end of the
+        buffer) sends them through one by one. Custom patterns see each value alone."""
         pieces = group.pieces
         if not pieces:
             return

@@ -334,6 +334,23 @@ def test_detection_across_joined_values_is_redone_per_value() -> None:
     assert counts == Counter({"pair": 1})
 
 
+def test_private_key_block_running_past_its_value_masks_only_its_value() -> None:
+    """A private-key block without its END line runs to the end of what is scanned: in a run
+    of rows scanned joined it must not swallow the values after it; each value comes out
+    exactly as it does alone."""
+    m = masker({"detectors": ["secrets", "email"]})
+    rows = m.for_columns(desc(col("a"), col("b")))
+    key = b"-----BEGIN RSA PRIVATE KEY-----MIIEowIBAAKCAQEA"
+    first = DataRow.build([key, b"kept as it is"])
+    second = DataRow.build([b"mail ada@example.com", b"also kept"])
+    together, counts = rows.mask_datarows([first, second])
+    alone = [rows.mask_datarow(r)[0] for r in (first, second)]
+    assert [r.values() for r in together] == [r.values() for r in alone]
+    assert together[0].values()[1] == b"kept as it is"
+    assert together[1].values() == (b"mail ***@*******.***", b"also kept")
+    assert counts == Counter({"secrets": 1, "email": 1})
+
+
 def test_anchored_custom_patterns_match_each_value() -> None:
     """A custom pattern anchored to the value (``^...$``) masks every column holding such a
     value, alone in its row or not, one row or a run of rows. (Values were once scanned
