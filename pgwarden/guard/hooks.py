@@ -220,10 +220,7 @@ class GuardHooks(SessionHooks):
         scope = ref.masking if isinstance(ref, StatementScope) else None
         out, counts = masking.filter(msg, columns, scope)
         if counts and out is not None:
-            if self.recorder is not None:
-                self._masked[id(out)] = counts
-            if self.metrics is not None:
-                self.metrics.masked(counts)
+            self._note_masked(out, counts)
         return out
 
     def filter_run(
@@ -241,11 +238,16 @@ class GuardHooks(SessionHooks):
         out, counts = masking.filter_run(kind, msgs, columns, scope)
         if counts and out:
             # one statement's messages: the run's counts go with its first message
-            if self.recorder is not None:
-                self._masked[id(out[0])] = counts
-            if self.metrics is not None:
-                self.metrics.masked(counts)
+            self._note_masked(out[0], counts)
         return out
+
+    def _note_masked(self, sent: Message, counts: Counter[str]) -> None:
+        """What masking replaced in ``sent``: for the recording (counted into the statement's
+        result when it is recorded) and the metrics."""
+        if self.recorder is not None:
+            self._masked[id(sent)] = counts
+        if self.metrics is not None:
+            self.metrics.masked(counts)
 
     def run_untouched(
         self,

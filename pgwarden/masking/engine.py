@@ -756,6 +756,15 @@ class RowMasker:
             joined = b"".join([m.raw for m in msgs])
             if not self._scanner.may_match(joined) and not (self._whole9 and _LEN9 in joined):
                 return list(msgs), NO_COUNTS
+        return self._mask_rows(msgs)
+
+    def _mask_datarow(self, msg: DataRow) -> tuple[DataRow, Counter[str]]:
+        if not self.active:
+            return msg, NO_COUNTS
+        (out,), counts = self._mask_rows((msg,))
+        return (msg, NO_COUNTS) if out is msg else (out, counts)
+
+    def _mask_rows(self, msgs: Sequence[DataRow]) -> tuple[list[DataRow], Counter[str]]:
         # The content-masked values of every row are scanned in one pass (see _mask_joined):
         # per-call costs of the detectors are paid once per run of rows, not once per row.
         counts: Counter[str] = Counter()
@@ -765,20 +774,6 @@ class RowMasker:
         self._mask_joined(hinted, counts, ssn_bare=True)
         out = [m if row is None else _rebuilt(m, row) for m, row in zip(msgs, rows, strict=True)]
         return out, counts if counts else NO_COUNTS
-
-    def _mask_datarow(self, msg: DataRow) -> tuple[DataRow, Counter[str]]:
-        if not self.active:
-            return msg, NO_COUNTS
-        counts: Counter[str] = Counter()
-        scan, hinted = _Joined(), _Joined()
-        row = self._scan_row(msg, counts, scan, hinted)
-        if row is None:
-            return msg, NO_COUNTS
-        self._mask_joined(scan, counts)
-        self._mask_joined(hinted, counts, ssn_bare=True)
-        if not row[2]:
-            return msg, NO_COUNTS
-        return _rebuilt(msg, row), counts
 
     def _scan_row(
         self,
