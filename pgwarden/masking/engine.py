@@ -546,16 +546,7 @@ class Masker:
         spans = self.scanner.find(joined)
         if not spans:
             return pieces, NO_COUNTS
-        starts = list(accumulate([len(p) for p in pieces], initial=0))
-        per: dict[int, list[Span]] = {}
-        redo: set[int] = set()
-        for s, e, name in spans:
-            k = bisect_right(starts, s) - 1
-            base = starts[k]
-            if e > starts[k + 1]:
-                redo.update(range(k, bisect_right(starts, e - 1)))
-                continue
-            per.setdefault(k, []).append((s - base, e - base, name))
+        per, redo = _spans_by_piece(spans, pieces, 0)
         out = list(pieces)
         counts: Counter[str] = Counter()
         for k, found in per.items():
@@ -862,16 +853,7 @@ class RowMasker:
         spans = self._scanner.find(joined, ssn_bare=ssn_bare)
         if not spans:
             return
-        starts = list(accumulate([len(p) + 1 for p in pieces], initial=0))
-        per: dict[int, list[Span]] = {}
-        redo: set[int] = set()
-        for s, e, name in spans:
-            k = bisect_right(starts, s) - 1
-            base = starts[k]
-            if e > base + len(pieces[k]):
-                redo.update(range(k, bisect_right(starts, e - 1)))
-                continue
-            per.setdefault(k, []).append((s - base, e - base, name))
+        per, redo = _spans_by_piece(spans, pieces, 1)
         for k in sorted(set(per) | redo):
             edits, i = owners[k]
             plan = plans[i] if plans is not None else _generic_plan(i)
@@ -881,6 +863,24 @@ class RowMasker:
                 res = masker.apply_spans(plan, pieces[k], per[k], counts)
             if not isinstance(res, _Same):
                 edits[i] = res
+
+
+def _spans_by_piece(
+    spans: list[Span], pieces: list[bytes], sep: int
+) -> tuple[dict[int, list[Span]], set[int]]:
+    """Spans found in ``pieces`` joined with a ``sep``-byte separator, each as an offset in
+    its piece (piece index -> spans), and the pieces a span straddles (to redo one by one)."""
+    starts = list(accumulate([len(p) + sep for p in pieces], initial=0))
+    per: dict[int, list[Span]] = {}
+    redo: set[int] = set()
+    for s, e, name in spans:
+        k = bisect_right(starts, s) - 1
+        base = starts[k]
+        if e > base + len(pieces[k]):
+            redo.update(range(k, bisect_right(starts, e - 1)))
+            continue
+        per.setdefault(k, []).append((s - base, e - base, name))
+    return per, redo
 
 
 class _Joined:
