@@ -626,9 +626,7 @@ class Relay:
             if untouched:
                 out.append((MessageRun(joined, tuple(run), kind), ref, self.columns))
                 return
-            front = self.pending[0] if self.pending else None
-            if self.columns is None and front is not None and front.kind == EXECUTE:
-                self.columns = self._result_columns(front.name)
+            self._columns_for(self.pending[0] if self.pending else None)
             msgs: list[Message] = (
                 [DataRow(raw) for raw in run] if kind == b"D" else [CopyData(raw) for raw in run]
             )
@@ -671,6 +669,12 @@ class Relay:
             self.drained.set()
         return p
 
+    def _columns_for(self, front: Pending | None) -> None:
+        """Before an Execute's data: its columns, from the portal's Describe (or its
+        statement's) when no RowDescription came with it."""
+        if self.columns is None and front is not None and front.kind == EXECUTE:
+            self.columns = self._result_columns(front.name)
+
     def _result_columns(self, portal: str) -> RowDescription | None:
         desc = self.portal_desc.get(portal)
         if desc is not None:
@@ -694,8 +698,7 @@ class Relay:
         pending = self.pending
         front = pending[0] if pending else None
         if isinstance(msg, DataRow):
-            if self.columns is None and front is not None and front.kind == EXECUTE:
-                self.columns = self._result_columns(front.name)
+            self._columns_for(front)
             return self._filter(msg)
         if isinstance(msg, CommandComplete | EmptyQueryResponse | PortalSuspended):
             if front is not None and front.kind == EXECUTE:
@@ -802,8 +805,7 @@ class Relay:
                 self.cparser.encoding = codec
                 self.sparser.encoding = codec
             return self._filter(msg)
-        if front is not None and front.kind == EXECUTE and self.columns is None:
-            self.columns = self._result_columns(front.name)
+        self._columns_for(front)
         if isinstance(msg, CopyData):
             return self._filter(msg)
         if isinstance(msg, CopyDone):
