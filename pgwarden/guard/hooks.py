@@ -457,7 +457,6 @@ class GuardHooks(SessionHooks):
         param_types: Sequence[int] = (),
         with_estimate: bool = True,
     ) -> Judgement:
-        ident = PolicyIdentity.of(info.identity)
         owned = _gateway_owned(c) if c.error is None else None
         if owned is not None:
             decision = Decision(
@@ -472,6 +471,7 @@ class GuardHooks(SessionHooks):
         if cached is not None and cached[0] is key:
             decision, estimate_needed = cached[1], cached[2]
         else:
+            ident = PolicyIdentity.of(info.identity)
             decision = evaluate(self.policy, c, ident, info.target)
             estimate_needed = needs_estimate(self.policy, c, ident, info.target)
             if len(self._decisions) >= _DECISIONS_KEPT:
@@ -479,6 +479,7 @@ class GuardHooks(SessionHooks):
             self._decisions[id(key)] = (key, decision, estimate_needed)
         if with_estimate and estimate_needed:
             estimates = await self._estimates(info, c, bind, param_types)
+            ident = PolicyIdentity.of(info.identity)
             decision = evaluate(self.policy, c, ident, info.target, estimates)
             deciding = c.statements[decision.statement_index or 0]
             scratch = self.temp_tables | _temp_tables(c)

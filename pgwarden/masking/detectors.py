@@ -401,6 +401,8 @@ class Scanner:
                 b"ssn" in t or b"social" in t or b"tax" in t or _SSN_QUICK.search(buf)
             ):
                 return True
+        if not self._triggers:  # the default detectors have none
+            return False
         return any(trigger.search(buf) is not None for trigger in self._triggers)
 
     def find(self, buf: bytes, *, ssn_bare: bool = False) -> list[Span]:

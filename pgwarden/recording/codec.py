@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pgwarden.recording.canonical import canonical_json, seal, unseal
+from pgwarden.recording.canonical import canonical_json, chain_hash, seal, unseal
 from pgwarden.recording.compat import migrate
 from pgwarden.recording.crypto import RecordingCipher
 from pgwarden.recording.errors import DecryptionError, FormatError
@@ -43,20 +43,32 @@ def encode_event(
     if not ENVELOPE_KEYS.isdisjoint(payload):
         clash = ENVELOPE_KEYS.intersection(payload)
         raise ValueError(f"payload uses reserved names: {sorted(clash)}")
-    envelope: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "session": session,
-        "seq": seq,
-        "ts": ts,
-        "type": type_,
-        "prev": prev,
-    }
     if cipher is not None and type_ != "checkpoint":
-        obj = dict(envelope)
-        obj["enc"] = cipher.encrypt(canonical_json(dict(payload)), _aad(envelope))
-    else:
-        obj = {**payload, **envelope}
-    return seal(canonical_json(obj), prev)
+        obj: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "session": session,
+            "seq": seq,
+            "ts": ts,
+            "type": type_,
+            "prev": prev,
+        }
+        obj["enc"] = cipher.encrypt(canonical_json(dict(payload)), _aad(obj))
+        return seal(canonical_json(obj), prev)
+    # The plain case (two per statement): one dict, and the body is a JSON object by
+    # construction, so seal's shape check is not needed.
+    body = canonical_json(
+        {
+            **payload,
+            "v": FORMAT_VERSION,
+            "session": session,
+            "seq": seq,
+            "ts": ts,
+            "type": type_,
+            "prev": prev,
+        }
+    )
+    digest = chain_hash(prev, body)
+    return b"".join((body[:-1], b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

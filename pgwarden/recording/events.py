@@ -289,6 +289,10 @@ class EventPayload(Protocol):
 
 
 def _json_mapping(value: Mapping[str, Any]) -> dict[str, Any]:
+    # A dict is encoded at once and never kept: no copy. Its keys are str by type; one that
+    # is not makes the encoder fall back to the standard library's, which writes it as text.
+    if type(value) is dict:
+        return value
     return {str(k): v for k, v in value.items()}
 
 
@@ -358,7 +362,9 @@ class Decision:
         return {"action": self.action, "rule": self.rule, "reason": self.reason, "mode": self.mode}
 
 
-@dataclass(frozen=True, slots=True)
+# StatementEvent and ResultEvent are built for every statement and encoded at once: plain
+# (not frozen) dataclasses, since a frozen one costs a setattr call per field to build.
+@dataclass(slots=True)
 class StatementEvent:
     type: ClassVar[str] = "statement"
 
@@ -428,7 +434,7 @@ class Column:
         return {"name": self.name, "type_oid": self.type_oid, "format": self.format}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResultEvent:
     type: ClassVar[str] = "result"
 
@@ -445,7 +451,7 @@ class ResultEvent:
         return {
             "statement_seq": self.statement_seq,
             "columns": [c.to_dict() for c in self.columns],
-            "rows": [list(r) for r in self.rows],
+            "rows": [r if type(r) is list else list(r) for r in self.rows],
             "row_count": self.row_count,
             "rows_recorded": len(self.rows),
             "truncated": self.truncated,
@@ -568,17 +574,25 @@ class ResultBuilder:
         return "sha256:" + self._digest.hexdigest()
 
     def finish(self, command_tag: str | None, *, row_count: int | None = None) -> ResultEvent:
-        """The result event. ``row_count`` overrides the counted rows (e.g. from the tag)."""
-        return ResultEvent(
-            columns=tuple(self.columns),
-            rows=tuple(tuple(r) for r in self.rows),
+        """The result event. ``row_count`` overrides the counted rows (e.g. from the tag).
+        The builder is then empty again (no columns, same statement), ready for the
+        statement's next result: the event takes over its lists instead of copying them."""
+        event = ResultEvent(
+            columns=self.columns,
+            rows=self.rows,
             row_count=self.row_count if row_count is None else row_count,
             command_tag=command_tag,
             digest=self.digest,
             truncated=self.row_count > len(self.rows),
-            masked=dict(self.masked),
+            masked=self.masked,
             statement_seq=self.statement_seq,
         )
+        self.columns = []
+        self.rows = []
+        self.row_count = 0
+        self.masked = {}
+        self._digest = hashlib.sha256()
+        return event
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pgwarden.recording.canonical import ZERO_HASH
 from pgwarden.recording.codec import encode_event, iter_lines, parse_line
@@ -89,9 +89,8 @@ log = logging.getLogger(__name__)
 Durability = Literal["write", "fsync"]
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """An event as appended: its position and hash."""
+class Written(NamedTuple):
+    """An event as appended: its position and hash (a tuple: two are made per statement)."""
 
     session: str
     seq: int
@@ -232,13 +231,13 @@ class RecordingWriter:
         if self.closed:
             raise RecordingError(f"recording of session {self.session_id} is closed")
 
-    def _append_raw(self, type_: str, payload: dict[str, object]) -> Written:
+    def _append_raw(self, type_: str, payload: dict[str, object], now: float) -> Written:
         seq = self.last_seq + 1
         try:
             line, digest = encode_event(
                 session=self.session_id,
                 seq=seq,
-                ts=format_ts(self.clock()),
+                ts=format_ts(now),
                 type_=type_,
                 prev=self.last_hash,
                 payload=payload,
@@ -257,14 +256,16 @@ class RecordingWriter:
         self._check_usable()
         if self.ended:
             raise RecordingError(f"session {self.session_id} already ended")
-        written = self._append_raw(event.type, event.to_payload())
+        now = self.clock()
+        written = self._append_raw(event.type, event.to_payload(), now)
         if event.type == "session_end":
             self.ended = True
             self.checkpoint_now()
             return written
         self._since_checkpoint += 1
-        if self._since_checkpoint >= self.checkpoint_every or (
-            self.clock() - self._last_checkpoint_at >= self.checkpoint_interval
+        if (
+            self._since_checkpoint >= self.checkpoint_every
+            or now - self._last_checkpoint_at >= self.checkpoint_interval
         ):
             self.checkpoint_now()
         return written
@@ -275,9 +276,10 @@ class RecordingWriter:
         if self.last_type in (None, "checkpoint"):
             return None
         payload = self.signer.sign_checkpoint(self.session_id, self.last_seq, self.last_hash)
-        written = self._append_raw("checkpoint", dict(payload))
+        now = self.clock()
+        written = self._append_raw("checkpoint", dict(payload), now)
         self._since_checkpoint = 0
-        self._last_checkpoint_at = self.clock()
+        self._last_checkpoint_at = now
         with contextlib.suppress(Exception):
             self.storage.flush(self.session_id)
         if self.on_checkpoint is not None:
@@ -309,7 +311,8 @@ class RecordingWriter:
     async def write(self, event: EventPayload) -> Written:
         """Append ``event``; return once it is as durable as ``durability`` says."""
         written = self.append(event)
-        await self._durable()
+        if self.durability == "fsync":
+            await self._sync()
         return written
 
     async def write_session_start(self, event: SessionStart) -> Written:

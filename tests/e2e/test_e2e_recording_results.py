@@ -156,6 +156,34 @@ def test_results_errors_notices_denials(
     assert entry["state"] == "ended"
 
 
+def test_each_result_of_a_multi_statement_query_is_recorded_on_its_own(
+    gateways: Callable[..., RecordedGateway], unique: Callable[[str], str]
+) -> None:
+    """One simple-protocol query, three results: each result event has its own columns,
+    rows and digest (the gateway reuses one result builder per statement: the second
+    result must not inherit the first one's columns or rows)."""
+    rg = gateways()
+    table = unique("rec_multi")
+    with psycopg.connect(rg.gw.dsn("agent-9"), autocommit=True) as conn:
+        session_id = show_session_id(conn)
+        conn.execute(f"CREATE TABLE {table} (id int)")
+        cur = conn.execute(
+            f"SELECT 1 AS a, 'x' AS b; INSERT INTO {table} VALUES (1), (2); SELECT 'y' AS c"
+        )
+        assert cur.fetchall() == [(1, "x")]
+        assert cur.nextset() and cur.statusmessage == "INSERT 0 2"
+        assert cur.nextset() and cur.fetchall() == [("y",)]
+    events = wait_ended(rg.data_dir, session_id)
+    stmt = statement_with(events, f"INSERT INTO {table} VALUES (1), (2)")
+    results = following(events, stmt, "result")
+    assert [r["command_tag"] for r in results] == ["SELECT 1", "INSERT 0 2", "SELECT 1"]
+    assert [[c["name"] for c in r["columns"]] for r in results] == [["a", "b"], [], ["c"]]
+    assert [r["rows"] for r in results] == [[["1", "x"]], [], [["y"]]]
+    assert [r["row_count"] for r in results] == [1, 0, 1]
+    assert [r["digest"] for r in results] == [_digest([("1", "x")]), _digest([]), _digest([("y",)])]
+    assert {r["statement_seq"] for r in results} == {stmt["seq"]}
+
+
 def test_fsync_durability_end_to_end(
     gateways: Callable[..., RecordedGateway],
     shop: TargetDb,

@@ -78,14 +78,15 @@ class LocalFileStorage:
             return
         with self._lock:
             try:
-                handle = self._handle(session_id)
-                view = memoryview(data)
-                written = os.write(handle.fd, view)
-                while written < len(view):  # only on ENOSPC-like conditions or signals
-                    n = os.write(handle.fd, view[written:])
-                    if n <= 0:
-                        raise OSError(errno.EIO, "short write")
-                    written += n
+                handle = self._handles.get(session_id) or self._handle(session_id)
+                written = os.write(handle.fd, data)
+                if written < len(data):  # only on ENOSPC-like conditions or signals
+                    view = memoryview(data)
+                    while written < len(view):
+                        n = os.write(handle.fd, view[written:])
+                        if n <= 0:
+                            raise OSError(errno.EIO, "short write")
+                        written += n
             except OSError as exc:
                 raise StorageError(f"cannot append to recording {session_id}: {exc}") from exc
 

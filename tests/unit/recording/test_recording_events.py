@@ -216,7 +216,7 @@ def test_result_builder_caps_rows_and_digests_everything() -> None:
         b.add_row(r)
     b.count_masked("email", 1)
     result = b.finish("SELECT 3")
-    assert result.rows == (("1", "[redacted]"), ("2", None))
+    assert result.rows == [["1", "[redacted]"], ["2", None]]
     assert result.row_count == 3 and result.truncated
     assert (
         result.digest
@@ -229,6 +229,24 @@ def test_result_builder_caps_rows_and_digests_everything() -> None:
     small = ResultBuilder()
     small.finish("UPDATE 0")
     assert small.finish("UPDATE 0").truncated is False
+
+
+def test_result_builder_starts_over_after_finish() -> None:
+    """The recorder keeps one builder per statement: each result of a multi-statement
+    query (`SELECT ...; UPDATE ...`) must start empty, without the previous one's columns,
+    rows, masking counts or digest."""
+    b = ResultBuilder(statement_seq=4)
+    b.set_columns([Column("id", 23)])
+    b.add_row([b"1"])
+    b.count_masked("email", 2)
+    first = b.finish("SELECT 1")
+    second = b.finish("UPDATE 3", row_count=3)
+    assert first.rows == [["1"]] and first.columns == [Column("id", 23)]
+    assert first.masked == {"email": 1 + 1}
+    assert second.columns == [] and second.rows == [] and second.masked == {}
+    assert second.row_count == 3 and second.statement_seq == 4
+    assert second.digest == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert first.to_payload()["rows"] == [["1"]]  # the first event is not changed by the second
 
 
 def test_migrate() -> None:

@@ -371,7 +371,8 @@ def test_recover_when_only_the_final_checkpoint_is_missing(
 ) -> None:
     w = RecordingWriter("s1", storage, signer)
     w.append(session_start())
-    w._append_raw("session_end", SessionEnd("bye").to_payload())  # crash before the checkpoint
+    # a crash between the session_end and its checkpoint
+    w._append_raw("session_end", SessionEnd("bye").to_payload(), w.clock())
     recover_session("s1", storage, signer)
     assert verify_recording(storage.read("s1"), signer.public_key).status == "intact"
     assert [e.type for e in read_events(storage.read("s1"))].count("session_end") == 1
