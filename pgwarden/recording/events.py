@@ -536,9 +536,11 @@ class ResultBuilder:
         self.row_count = 0
         self.masked: dict[str, int] = {}
         self._digest = hashlib.sha256()
+        self._text_only = True  # no binary-format column: a value is recorded as its text
 
     def set_columns(self, columns: Sequence[Column]) -> None:
         self.columns = list(columns)
+        self._text_only = all(c.format != 1 for c in self.columns)
 
     def add_row(self, values: Sequence[bytes | None]) -> None:
         body = bytearray(struct.pack("!h", len(values)))
@@ -554,6 +556,14 @@ class ResultBuilder:
         self._digest.update(body)
         self.row_count += 1
         if len(self.rows) < self.cap:
+            if self._text_only:
+                # encode_value's text case for the whole row; a value that is not UTF-8 needs
+                # its tagged form: the loop below
+                try:
+                    self.rows.append([None if v is None else v.decode("utf-8") for v in values])
+                    return
+                except UnicodeDecodeError:
+                    pass
             row: list[Any] = []
             for i, value in enumerate(values):
                 col = self.columns[i] if i < len(self.columns) else None
@@ -588,6 +598,7 @@ class ResultBuilder:
             statement_seq=self.statement_seq,
         )
         self.columns = []
+        self._text_only = True
         self.rows = []
         self.row_count = 0
         self.masked = {}

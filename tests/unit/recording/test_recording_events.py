@@ -258,3 +258,40 @@ def test_migrate() -> None:
         migrate({"v": "1"})
     with pytest.raises(FormatError):
         migrate({"v": 0})
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.binary(max_size=12),  # often not UTF-8: recorded as tagged base64
+    st.text(max_size=12).map(lambda s: s.encode("utf-8")),
+)
+
+
+@given(
+    formats=st.lists(st.sampled_from([0, 1]), max_size=4),
+    rows=st.lists(st.lists(_VALUES, min_size=0, max_size=5), max_size=4),
+)
+def test_recorded_rows_equal_encode_value_per_value(
+    formats: list[int], rows: list[list[bytes | None]]
+) -> None:
+    """The builder's whole-row path for text columns records what encode_value records for
+    each value, whatever the columns (none, fewer than the values, binary among them)."""
+    columns = [Column(f"c{i}", 23 if f else 25, f) for i, f in enumerate(formats)]
+    b = ResultBuilder(cap=3)
+    b.set_columns(columns)
+    for row in rows:
+        b.add_row(row)
+    want = [
+        [
+            encode_value(
+                v,
+                binary=i < len(columns) and columns[i].format == 1,
+                type_oid=columns[i].type_oid if i < len(columns) else None,
+            )
+            for i, v in enumerate(row)
+        ]
+        for row in rows[:3]
+    ]
+    event = b.finish("SELECT")
+    assert event.rows == want
+    assert event.row_count == len(rows)
