@@ -54,7 +54,7 @@ define have_pg_client
 	{ command -v $(1) >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$(1) >/dev/null 2>&1; }
 endef
 
-.PHONY: help setup python-deps postgres chromium pgbouncer test demo bench lint
+.PHONY: help setup python-deps postgres chromium pgbouncer valgrind test demo bench bench-instructions lint
 
 help:
 	@echo "make demo    install everything, start a throwaway PostgreSQL with sample data,"
@@ -63,6 +63,7 @@ help:
 	@echo "make setup   create .venv/ (uv sync) and install PostgreSQL if missing"
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   run the benchmark script"
+	@echo "make bench-instructions   the gateway's instructions per pgbench transaction (valgrind)"
 
 setup: python-deps postgres
 	@:
@@ -120,6 +121,14 @@ pgbouncer:
 	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] \
 	  || { echo "setup: pgbouncer still not found" >&2; exit 1; }
 
+# `make bench-instructions` counts the gateway's instructions under valgrind.
+valgrind:
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+	  echo "setup: installing valgrind for make bench-instructions"; \
+	  $(call sys_install,valgrind,valgrind); \
+	fi
+	@command -v valgrind >/dev/null 2>&1 || { echo "setup: valgrind still not found" >&2; exit 1; }
+
 test: setup chromium
 	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
@@ -128,6 +137,9 @@ demo: setup
 
 bench: setup pgbouncer
 	$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+bench-instructions: setup valgrind
+	$(VENV)/bin/python scripts/bench_instructions.py $(BENCH_ARGS)
 
 lint: python-deps
 	$(VENV)/bin/ruff check .

@@ -163,8 +163,16 @@ def print_table(rows: list[tp.Row]) -> None:
 
 
 def start_gateway(
-    tmp: Path, pg: DevCluster, dbs: list[str], name: str = "gw"
+    tmp: Path,
+    pg: DevCluster,
+    dbs: list[str],
+    name: str = "gw",
+    *,
+    wrapper: list[str] | None = None,
+    start_timeout: float = 20,
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """`pgwarden serve` on a free port (``wrapper``: a command to run it under, e.g.
+    valgrind), once it accepts connections."""
     data_dir = tmp / name
     gw_port, api_port = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
@@ -180,10 +188,10 @@ def start_gateway(
         )
     )
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/pgwarden"), "serve", "-c", str(cfg)],
+        [*(wrapper or []), str(ROOT / ".venv/bin/pgwarden"), "serve", "-c", str(cfg)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", gw_port)) == 0:
