@@ -170,9 +170,10 @@ def start_gateway(
     *,
     wrapper: list[str] | None = None,
     start_timeout: float = 20,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`pgwarden serve` on a free port (``wrapper``: a command to run it under, e.g.
-    valgrind), once it accepts connections."""
+    valgrind; ``env``: its environment), once it accepts connections."""
     data_dir = tmp / name
     gw_port, api_port = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
@@ -189,7 +190,7 @@ def start_gateway(
     )
     server = subprocess.Popen(
         [*(wrapper or []), str(ROOT / ".venv/bin/pgwarden"), "serve", "-c", str(cfg)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
