@@ -43,30 +43,20 @@ def encode_event(
     if not ENVELOPE_KEYS.isdisjoint(payload):
         clash = ENVELOPE_KEYS.intersection(payload)
         raise ValueError(f"payload uses reserved names: {sorted(clash)}")
+    envelope: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "session": session,
+        "seq": seq,
+        "ts": ts,
+        "type": type_,
+        "prev": prev,
+    }
     if cipher is not None and type_ != "checkpoint":
-        obj: dict[str, Any] = {
-            "v": FORMAT_VERSION,
-            "session": session,
-            "seq": seq,
-            "ts": ts,
-            "type": type_,
-            "prev": prev,
-        }
-        obj["enc"] = cipher.encrypt(canonical_json(dict(payload)), _aad(obj))
-        return seal(canonical_json(obj), prev)
-    # The plain case (two per statement): one dict, and the body is a JSON object by
-    # construction, so seal's shape check is not needed.
-    body = canonical_json(
-        {
-            **payload,
-            "v": FORMAT_VERSION,
-            "session": session,
-            "seq": seq,
-            "ts": ts,
-            "type": type_,
-            "prev": prev,
-        }
-    )
+        envelope["enc"] = cipher.encrypt(canonical_json(dict(payload)), _aad(envelope))
+        return seal(canonical_json(envelope), prev)
+    # The plain case (two per statement): the body is a JSON object by construction, so
+    # seal's shape check is not needed.
+    body = canonical_json({**payload, **envelope})
     digest = chain_hash(prev, body)
     return b"".join((body[:-1], b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
 
