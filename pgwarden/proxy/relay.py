@@ -271,9 +271,12 @@ class Relay:
         if self.end_reason is None:
             self.end_reason = reason
 
-    async def _check_token(self, out: list[bytes]) -> None:
-        if time.time() < self.info.identity.expires_at:
-            return
+    def _expired(self) -> bool:
+        # Checked before every statement message; a plain call, since a coroutine per message
+        # would cost more than the check.
+        return time.time() >= self.info.identity.expires_at
+
+    async def _token_expired(self, out: list[bytes]) -> None:
         # The statement already sent finishes and its reply reaches the client; then FATAL.
         if out:
             self.up.writer.write(b"".join(out))
@@ -413,7 +416,8 @@ class Relay:
         if isinstance(msg, CopyData | MessagePart):
             out.append(msg.raw)
         elif isinstance(msg, Query):
-            await self._check_token(out)
+            if self._expired():
+                await self._token_expired(out)
             self.epoch += 1
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Query.build(self._session_id_sql()).raw)
@@ -431,7 +435,8 @@ class Relay:
                 )
                 self._enqueue(Pending(QUERY, ref=verdict.ref))
         elif isinstance(msg, Parse):
-            await self._check_token(out)
+            if self._expired():
+                await self._token_expired(out)
             if _SHOW_SESSION_ID.match(msg.sql):
                 out.append(Parse.build(msg.name, self._session_id_sql(), msg.param_types).raw)
                 self._parse_sent(msg)
@@ -450,7 +455,8 @@ class Relay:
                 out.append(raw)
                 self._parse_sent(msg)
         elif isinstance(msg, Bind):
-            await self._check_token(out)
+            if self._expired():
+                await self._token_expired(out)
             prepared = await self._statement_for_bind(msg.statement, out)
             sql, types = prepared if prepared is not None else ("", ())
             bound = _Portal(msg.statement, sql, types, msg, prepared is not None)
@@ -467,7 +473,8 @@ class Relay:
                 )
             )
         elif isinstance(msg, Execute):
-            await self._check_token(out)
+            if self._expired():
+                await self._token_expired(out)
             portal = await self._portal_for_execute(msg.portal, out)
             stmt_name = portal.statement if portal else ""
             sql = portal.sql if portal else ""
@@ -696,6 +703,15 @@ class Relay:
 
     def _on_server(self, msg: Message) -> Message | None:
         pending = self.pending
+        if type(msg) is ReadyForQuery:  # once per exchange: checked first
+            while pending and pending[0].kind in _EXTENDED:
+                self._pop()  # defensive: the server answered a Sync we did not expect
+            if pending:
+                self._pop()
+            self.info.tx_status = msg.status
+            self.columns = None
+            self.copy_out = False
+            return msg
         front = pending[0] if pending else None
         if isinstance(msg, DataRow):
             self._columns_for(front)
@@ -738,15 +754,6 @@ class Relay:
             self.columns = None
             self.copy_in = self.copy_out = False
             return reply
-        if isinstance(msg, ReadyForQuery):
-            while pending and pending[0].kind in _EXTENDED:
-                self._pop()  # defensive: the server answered a Sync we did not expect
-            if pending:
-                self._pop()
-            self.info.tx_status = msg.status
-            self.columns = None
-            self.copy_out = False
-            return msg
         if isinstance(msg, ParseComplete):
             if front is not None and front.kind == PARSE:
                 if front.parsed is not None:
