@@ -194,5 +194,18 @@ class MaskEnv:
                 yield path, path.read_bytes()
 
 
+@contextlib.contextmanager
+def masking_gateway(
+    env: MaskEnv, data_dir: Path, masking: dict[str, Any]
+) -> Iterator[RunningGateway]:
+    """A gateway of its own on the masking database with the audit policy and ``masking``
+    (one per masking configuration: the shared one runs the defaults)."""
+    cfg = gateway_config(
+        data_dir, targets={TARGET: env.db.target()}, policy=AUDIT_POLICY, masking=masking
+    )
+    with RunningGateway(cfg) as gw:
+        yield gw
+
+
 def describe_leaks(leaks: Iterable[str]) -> str:
     return ", ".join(leaks) or "none"

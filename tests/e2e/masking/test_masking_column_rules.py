@@ -5,14 +5,13 @@ computed text over a protected table is masked whole; other columns pass unchang
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.e2e.masking.masking_support import SUBJECT, TARGET, MaskEnv
-from tests.support.gateway import RunningGateway, gateway_config
+from tests.e2e.masking.masking_support import SUBJECT, TARGET, MaskEnv, masking_gateway
+from tests.support.gateway import RunningGateway
 
 NAMES = ("Ada Lovelace", "Alan Turing", "Grace Hopper")
 
@@ -21,14 +20,11 @@ NAMES = ("Ada Lovelace", "Alan Turing", "Grace Hopper")
 def rules_gw(
     mask_env: MaskEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    data_dir: Path = tmp_path_factory.mktemp("masking-rules")
-    cfg = gateway_config(
-        data_dir,
-        targets={TARGET: mask_env.db.target()},
-        policy={"mode": "audit", "default": "allow", "rules": []},
-        masking={"columns": ["public.customers.name", "*.phone"], "strategy": "redact"},
-    )
-    with RunningGateway(cfg) as gw:
+    with masking_gateway(
+        mask_env,
+        tmp_path_factory.mktemp("masking-rules"),
+        {"columns": ["public.customers.name", "*.phone"], "strategy": "redact"},
+    ) as gw:
         yield gw
 
 

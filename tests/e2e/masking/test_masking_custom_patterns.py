@@ -5,13 +5,12 @@ and in each field of a COPY, in text and binary result formats."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.e2e.masking.masking_support import SUBJECT, TARGET, MaskEnv
-from tests.support.gateway import RunningGateway, gateway_config
+from tests.e2e.masking.masking_support import SUBJECT, TARGET, MaskEnv, masking_gateway
+from tests.support.gateway import RunningGateway
 
 ROWS = "SELECT 'EMP-' || lpad(i::text, 6, '0') AS a, 'x EMP-123456' AS b, " \
        "'EMP-' || lpad((i + 1)::text, 6, '0') AS c FROM generate_series(1, 3000) AS i"  # fmt: skip
@@ -21,14 +20,11 @@ ROWS = "SELECT 'EMP-' || lpad(i::text, 6, '0') AS a, 'x EMP-123456' AS b, " \
 def custom_gw(
     mask_env: MaskEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
-    data_dir: Path = tmp_path_factory.mktemp("masking-custom")
-    cfg = gateway_config(
-        data_dir,
-        targets={TARGET: mask_env.db.target()},
-        policy={"mode": "audit", "default": "allow", "rules": []},
-        masking={"custom": [{"name": "employee", "pattern": "^EMP-[0-9]{6}$"}]},
-    )
-    with RunningGateway(cfg) as gw:
+    with masking_gateway(
+        mask_env,
+        tmp_path_factory.mktemp("masking-custom"),
+        {"custom": [{"name": "employee", "pattern": "^EMP-[0-9]{6}$"}]},
+    ) as gw:
         yield gw
 
 
