@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pglast.parser import parse_sql_json
 
 from pgwarden.guard.recorder import _classification_dict
+from pgwarden.sql import classifier
 from pgwarden.sql.classifier import cache_clear, classify, classify_cached, shape_of
 
 
@@ -185,3 +186,43 @@ def test_the_recorded_classification_of_a_shaped_text_is_its_own() -> None:
     assert shaped.shape is not None
     assert _classification_dict(shaped) == classify(shaped.sql).to_dict()
     assert "4242" in str(_classification_dict(shaped))
+
+
+def test_a_known_normalized_text_is_classified_without_the_parse_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1; -- a;b")
+
+    def no_tree(sql: str) -> str:
+        raise AssertionError("the parse tree was read for a known normalized text")
+
+    monkeypatch.setattr(classifier, "parse_sql_json", no_tree)
+    second = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'; -- a;b")
+    assert second.shape is first
+    assert second.statements[0].text == "SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'"
+    monkeypatch.undo()
+    assert second == classify(second.sql)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # normalize writes constants as $n: both normalize to `... WHERE id = $1 OR $2`, and
+        # the parameters say nothing of the WHERE (present) while the constants make it true
+        ("DELETE FROM t WHERE id = $1 OR $2", "DELETE FROM t WHERE id = 1 OR true"),
+        ("UPDATE t SET a = $1 WHERE id = $2 OR $3", "UPDATE t SET a = 0 WHERE id = 1 OR true"),
+        ("SELECT $1", "SELECT 5"),
+    ],
+)
+def test_a_parameter_never_stands_for_a_constant(first: str, second: str) -> None:
+    classify_cached(first)
+    got = classify_cached(second)
+    assert got == classify(second)
+    assert got.shape is None or got.shape.sql != first
+
+
+def test_a_text_that_does_not_normalize_is_classified_in_full() -> None:
+    classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+    bad = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 'a' 'b'")
+    assert bad == classify("SELECT abalance FROM pgbench_accounts WHERE aid = 'a' 'b'")
+    assert bad.error is not None
