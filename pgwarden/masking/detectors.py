@@ -53,6 +53,10 @@ MAX_DIGIT_RUN: Final = 4096
 _FOLD: Final = bytes(48 if 48 <= c <= 57 else (c + 32 if 65 <= c <= 90 else c) for c in range(256))
 _Z13: Final = b"0" * 13
 _SSN_QUICK: Final = re.compile(rb"-[0-9]{2}-[0-9]{4}")
+_SSN_WORDS: Final = re.compile(rb"ssn|social|tax")  # searched in the folded (lower-case) text
+# Membership tests on bytes avoid `bytes in bytes`: CPython first tries the left operand as an
+# integer and builds (then drops) a TypeError for it, ~7x the cost of find() or `int in bytes`.
+_AT: Final = ord("@")
 
 #: a stretch of digits, spaces and dashes that may hold 13+ digits with single separators
 _CARD_AREA: Final = re.compile(rb"[0-9][0-9 -]{11,}[0-9]")
@@ -391,15 +395,13 @@ class Scanner:
         within any part of ``buf`` either, so it can be run on a whole message)."""
         if self.always:
             return True
-        if self.email and b"@" in buf:
+        if self.email and _AT in buf:
             return True
         if self._fold:
             t = buf.translate(_FOLD, b" -")
-            if self.card and _Z13 in t:
+            if self.card and t.find(_Z13) >= 0:
                 return True
-            if self.ssn and (
-                b"ssn" in t or b"social" in t or b"tax" in t or _SSN_QUICK.search(buf)
-            ):
+            if self.ssn and (_SSN_WORDS.search(t) or _SSN_QUICK.search(buf)):
                 return True
         if not self._triggers:  # the default detectors have none
             return False
@@ -410,11 +412,11 @@ class Scanner:
         out: list[Span] = []
         if self._fold:
             t = buf.translate(_FOLD, b" -")
-            if self.card and _Z13 in t:
+            if self.card and t.find(_Z13) >= 0:
                 find_cards(buf, out)
             if self.ssn:
-                find_ssns(buf, out, ssn_bare, b"ssn" in t or b"social" in t or b"tax" in t)
-        if self.email and b"@" in buf:
+                find_ssns(buf, out, ssn_bare, _SSN_WORDS.search(t) is not None)
+        if self.email and _AT in buf:
             find_emails(buf, out)
         for finder in self._optional:
             finder(buf, out)

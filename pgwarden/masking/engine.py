@@ -48,7 +48,8 @@ _F = TypeVar("_F", ErrorResponse, NoticeResponse)
 _I32: Final = struct.Struct("!i")
 _U16: Final = struct.Struct("!H")
 _NUMERIC_HEAD: Final = struct.Struct("!hhHH")
-_LEN9: Final = _I32.pack(9)  # the length field of a nine-byte value
+# the length field of a nine-byte value; searched with find(), not `in` (see detectors.py)
+_LEN9: Final = _I32.pack(9)
 _JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NUMBER_CHARS: Final = frozenset(b"0123456789+-.eE")
 _ARRAY_DELIMS: Final = frozenset(b',{}" \t\n\\')
@@ -733,7 +734,9 @@ class RowMasker:
             return True
         if self._always or (self._plans is None and self._masker.rules):
             return False
-        return not self._scanner.may_match(joined) and not (self._whole9 and _LEN9 in joined)
+        return not self._scanner.may_match(joined) and not (
+            self._whole9 and joined.find(_LEN9) >= 0
+        )
 
     def mask_datarows(self, msgs: Sequence[DataRow]) -> tuple[list[DataRow], Counter[str]]:
         """Several rows at once: one pre-check over all of them when no column needs a look
@@ -745,7 +748,9 @@ class RowMasker:
             return list(msgs), NO_COUNTS
         if not self._always and not (self._plans is None and self._masker.rules):
             joined = b"".join([m.raw for m in msgs])
-            if not self._scanner.may_match(joined) and not (self._whole9 and _LEN9 in joined):
+            if not self._scanner.may_match(joined) and not (
+                self._whole9 and joined.find(_LEN9) >= 0
+            ):
                 return list(msgs), NO_COUNTS
         return self._mask_rows(msgs)
 
@@ -782,7 +787,7 @@ class RowMasker:
         if plans is None and self._masker.rules:
             raise MaskingFailure("column rules are configured but the result's columns are unknown")
         hit = self._scanner.may_match(raw)
-        if not hit and not self._always and not (self._whole9 and _LEN9 in raw):
+        if not hit and not self._always and not (self._whole9 and raw.find(_LEN9) >= 0):
             return None
         if len(raw) < 7 or raw[:1] != b"D":
             raise MaskingFailure("not a DataRow")

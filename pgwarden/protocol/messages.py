@@ -35,7 +35,7 @@ def frame(code: bytes, body: bytes = b"") -> bytes:
 
 def cstr(value: str | bytes, encoding: str = "utf-8") -> bytes:
     data = value.encode(encoding, "surrogateescape") if isinstance(value, str) else value
-    if b"\x00" in data:
+    if 0 in data:  # an int: `bytes in bytes` costs a discarded TypeError first
         raise ValueError("string contains a NUL byte")
     return data + b"\x00"
 
@@ -417,7 +417,7 @@ class AuthResponse(Message):
     def password(self) -> bytes:
         """The cleartext password of a PasswordMessage (NUL-terminated)."""
         body = self.raw[5:]
-        if not body.endswith(b"\x00") or b"\x00" in body[:-1]:
+        if not body.endswith(b"\x00") or body.find(0) < len(body) - 1:
             raise ProtocolError("malformed password message", side="client")
         return body[:-1]
 
