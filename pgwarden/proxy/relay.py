@@ -563,7 +563,7 @@ class Relay:
                         if run:
                             await self._run(run, b"d", out)
                             continue
-                    elif self.columns is not None:
+                    elif self.columns is not None or self._execute_columns():
                         run = parser.next_run(0x44)  # b"D": more rows of the current result
                         if run:
                             await self._run(run, b"D", out)
@@ -675,6 +675,15 @@ class Relay:
         if not self.pending:
             self.drained.set()
         return p
+
+    def _execute_columns(self) -> bool:
+        """Before an Execute's first row: its columns (from its Describe), so that its rows
+        are checked as a run like a simple query's, not decoded and masked one by one."""
+        pending = self.pending
+        if not pending or pending[0].kind != EXECUTE:
+            return False
+        self._columns_for(pending[0])
+        return self.columns is not None
 
     def _columns_for(self, front: Pending | None) -> None:
         """Before an Execute's data: its columns, from the portal's Describe (or its

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
+from pgwarden.guard.hooks import GuardHooks
 from tests.support import wire
 from tests.support.databases import TargetDb, wait_for_active
 from tests.support.gateway import RunningGateway
@@ -491,3 +492,35 @@ def test_max_connections(make_gateway) -> None:
         time.sleep(0.02)
     with psycopg.connect(gw.dsn("alice")) as c:
         assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_rows_of_an_extended_execute_are_checked_as_a_run(
+    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libpq's extended protocol (Parse, Bind, Describe portal, Execute, Sync): the columns
+    # come from the Describe, so the rows are pre-checked as one run, as in a simple query,
+    # rather than decoded and masked one message at a time.
+    one_by_one: list[str] = []
+    runs: list[bytes] = []
+    filter_message = GuardHooks.filter_server_message
+    run_untouched = GuardHooks.run_untouched
+
+    def counting_filter(self: GuardHooks, info: object, msg: object, *a: object) -> object:
+        one_by_one.append(type(msg).__name__)
+        return filter_message(self, info, msg, *a)  # type: ignore[arg-type]
+
+    def counting_run(self: GuardHooks, info: object, kind: bytes, *a: object) -> bool:
+        runs.append(kind)
+        return run_untouched(self, info, kind, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GuardHooks, "filter_server_message", counting_filter)
+    monkeypatch.setattr(GuardHooks, "run_untouched", counting_run)
+    with psycopg.connect(gateway.dsn("alice"), autocommit=True) as c:
+        rows = c.execute(
+            "select g, 'note ' || g from generate_series(1, %s) g", (3,), prepare=False
+        ).fetchall()
+        masked = c.execute("select %s::text || '@example.com'", ("someone",)).fetchone()
+    assert rows == [(1, "note 1"), (2, "note 2"), (3, "note 3")]
+    assert masked is not None and "someone@example.com" not in masked[0]  # still masked
+    assert b"D" in runs
+    assert "DataRow" not in one_by_one
