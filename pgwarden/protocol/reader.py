@@ -22,9 +22,12 @@ _LEN = struct.Struct("!i")
 
 _SMALL: dict[tuple[str, bytes], Message] = {}
 # Messages that come back byte for byte with every execution of a statement: its
-# RowDescription, its CommandComplete tag, the client's Parse and Describe. Decoded once per
-# distinct bytes (and client encoding, which names are decoded with).
-_REPEATING = {"server": frozenset({b"T", b"C", b"t", b"n"}), "client": frozenset({b"P", b"D"})}
+# RowDescription, its CommandComplete tag, the client's Parse, Describe and Execute. Decoded
+# once per distinct bytes (and client encoding, which names are decoded with).
+_REPEATING = {
+    "server": frozenset({b"T", b"C", b"t", b"n"}),
+    "client": frozenset({b"P", b"D", b"E"}),
+}
 _REPEATED: dict[tuple[str, str, bytes], Message] = {}
 _REPEATED_MAX_BYTES = 2048
 _REPEATED_KEPT = 4096

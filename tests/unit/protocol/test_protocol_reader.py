@@ -675,3 +675,27 @@ def test_sasl_mechanisms_of_a_hostile_server_never_raise_unicode_errors() -> Non
     assert msg.mechanisms == ("\udcff\udcfe", "X")
     assert Authentication.build(AUTH_SASL, b"\xc3\x00\x00").mechanisms == ("\udcc3",)
     assert Authentication.build(AUTH_MD5, b"salt").mechanisms == ()
+
+
+def test_repeated_statement_messages_are_decoded_once_per_encoding() -> None:
+    # The Parse, Describe and Execute of a statement run again come back byte for byte: the
+    # same (immutable) message is returned, equal to a fresh decoding; a Bind is new each time.
+    def read(encoding: str) -> list[object]:
+        reader = MessageReader("client")
+        reader.encoding = encoding
+        out: list[object] = []
+        for _ in range(2):
+            reader.feed(
+                Parse.build("", "SELECT 'é' WHERE 1 = $1").raw
+                + Bind.build("", "", [b"1"]).raw
+                + Execute.build("", 0).raw
+            )
+            drain(reader, out)  # type: ignore[arg-type]
+        return out
+
+    first = read("utf-8")
+    assert first[0] is first[3] and first[2] is first[5]
+    assert first[1] is not first[4] and first[1] == first[4]
+    assert isinstance(first[2], Execute) and first[2].portal == "" and first[2].max_rows == 0
+    latin = read("latin-1")
+    assert latin[0] is not first[0] and latin[0].sql != first[0].sql  # type: ignore[attr-defined]
