@@ -1350,7 +1350,6 @@ def cache_clear() -> None:
     _classify_lru.cache_clear()
     _SHAPES.clear()
     _NORMALIZED.clear()
-    _SHAPES.clear()
 
 
 def split_statements(sql: str) -> tuple[str, ...]:
