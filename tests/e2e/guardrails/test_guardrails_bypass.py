@@ -100,6 +100,27 @@ def test_denied_parse_then_bind_and_execute_in_later_syncs(
     assert_unchanged(guard, before, "Parse / Bind / Execute of DELETE FROM orders, each synced")
 
 
+def test_constants_in_place_of_parameters_are_judged_on_their_own(
+    guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
+) -> None:
+    # The classifier's caches key statements by their text with constants blanked: with
+    # parameters the WHERE says nothing (present), with these constants it is always true.
+    # A cache that took one for the other would let the second delete every row.
+    c = raw()
+    one(c, wire.parse("", "DELETE FROM orders WHERE id = $1 OR $2", [INT4, 16]), wire.sync())
+    one(c, wire.parse("", "delete from orders where id = $1 or $2", [INT4, 16]), wire.sync())
+    for sql in (
+        "DELETE FROM orders WHERE id = 1 OR true",
+        "delete from orders where id = 2 or true",
+    ):
+        c.send(wire.query(sql))
+        r = c.until_ready()
+        assert refused(r), (sql, r)
+        # refused for what it is (its WHERE is always true), not only by the size estimate
+        assert "no-unfiltered-writes" in wire.errors(r)[0].message, (sql, r)
+    assert_unchanged(guard, before, "DELETE ... WHERE id = 1 OR true after its parameter form")
+
+
 def test_held_statement_parsed_then_executed_later_is_judged_at_execute(
     guard: GuardEnv, before: dict[str, Any], raw: Callable[[], wire.RawConn]
 ) -> None:
