@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pgwarden.recording.canonical import canonical_json, chain_hash, seal, unseal
+from pgwarden.recording.canonical import canonical_json, seal, seal_object, unseal
 from pgwarden.recording.compat import migrate
 from pgwarden.recording.crypto import RecordingCipher
 from pgwarden.recording.errors import DecryptionError, FormatError
@@ -54,11 +54,8 @@ def encode_event(
     if cipher is not None and type_ != "checkpoint":
         envelope["enc"] = cipher.encrypt(canonical_json(dict(payload)), _aad(envelope))
         return seal(canonical_json(envelope), prev)
-    # The plain case (two per statement): the body is a JSON object by construction, so
-    # seal's shape check is not needed.
-    body = canonical_json({**payload, **envelope})
-    digest = chain_hash(prev, body)
-    return b"".join((body[:-1], b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
+    # The plain case (two per statement): the body is a JSON object by construction.
+    return seal_object(canonical_json({**payload, **envelope}), prev)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

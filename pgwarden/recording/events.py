@@ -531,6 +531,10 @@ class ResultBuilder:
     def __init__(self, cap: int = DEFAULT_RESULT_ROW_CAP, statement_seq: int | None = None):
         self.cap = cap
         self.statement_seq = statement_seq
+        self._start()
+
+    def _start(self) -> None:
+        """Empty: no columns, rows, counts or digest yet (at creation and after ``finish``)."""
         self.columns: list[Column] = []
         self.rows: list[list[Any]] = []
         self.row_count = 0
@@ -597,12 +601,7 @@ class ResultBuilder:
             masked=self.masked,
             statement_seq=self.statement_seq,
         )
-        self.columns = []
-        self._text_only = True
-        self.rows = []
-        self.row_count = 0
-        self.masked = {}
-        self._digest = hashlib.sha256()
+        self._start()
         return event
 
 

@@ -311,8 +311,7 @@ class RecordingWriter:
     async def write(self, event: EventPayload) -> Written:
         """Append ``event``; return once it is as durable as ``durability`` says."""
         written = self.append(event)
-        if self.durability == "fsync":
-            await self._sync()
+        await self._durable()
         return written
 
     async def write_session_start(self, event: SessionStart) -> Written:
