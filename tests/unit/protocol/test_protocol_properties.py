@@ -80,6 +80,9 @@ from pgwarden.protocol.messages import (
     StartupMessage,
     Sync,
     Terminate,
+    _Reader,
+    _values,
+    datarow_values,
     decode,
     decode_startup,
     frame,
@@ -614,3 +617,45 @@ def test_unknown_types_are_refused_with_the_senders_side(
         assert exc.side == side
     else:
         raise AssertionError("unknown type accepted")
+
+
+def _reference_row_values(body: bytes) -> tuple[bytes | None, ...]:
+    """DataRow values read field by field with the codec's cursor (the general reader)."""
+    r = _Reader(body, "server", "DataRow", "utf-8")
+    out = _values(r, r.count(0x7FFF))
+    r.done()
+    return out
+
+
+_ROW_VALUES = st.lists(st.none() | st.binary(max_size=6), max_size=5)
+
+
+@settings(max_examples=500)
+@given(
+    values=_ROW_VALUES,
+    cut=st.integers(0, 40),
+    extra=st.binary(max_size=3),
+    noise=st.binary(max_size=40),
+    use_noise=st.booleans(),
+)
+def test_datarow_values_read_in_place_like_the_cursor(
+    values: list[bytes | None], cut: int, extra: bytes, noise: bytes, use_noise: bool
+) -> None:
+    """``datarow_values`` (in place, for every recorded row) against the general cursor:
+    the same values for a well-formed row, the same ProtocolError for a truncated one, one
+    with trailing bytes, a bad count or length, or noise."""
+    body = DataRow.build(values).raw[5:]
+    if use_noise:
+        body = noise
+    else:
+        body = body[: len(body) - cut] if cut else body + extra
+    raw = frame(b"D", body)
+    try:
+        want: object = _reference_row_values(body)
+    except ProtocolError as exc:
+        want = ("error", str(exc), exc.side)
+    try:
+        got: object = datarow_values(raw)
+    except ProtocolError as exc:
+        got = ("error", str(exc), exc.side)
+    assert got == want
