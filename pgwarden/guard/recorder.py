@@ -38,6 +38,7 @@ from pgwarden.protocol.messages import (
     PortalSuspended,
     ReadyForQuery,
     RowDescription,
+    datarow_values,
 )
 from pgwarden.proxy.hooks import EndSession, MessageRun, SessionInfo
 from pgwarden.recording import (
@@ -56,10 +57,12 @@ from pgwarden.recording import (
     ResultBuilder,
     SessionEnd,
     SessionStart,
+    StatementContext,
     StatementEvent,
     encode_params,
 )
 from pgwarden.recording import Decision as RecordedDecision
+from pgwarden.recording.canonical import canonical_json
 from pgwarden.sql import Classification
 from pgwarden.store import SessionRecord, Store
 
@@ -127,13 +130,15 @@ def mask_params(masker: Masker, params: Sequence[Any], counts: Counter[str]) -> 
 # a few percent of the statement path.
 CHECKPOINT_EVERY = 1000
 
-_DICTS: dict[int, tuple[Classification, dict[str, Any]]] = {}
+_DICTS: dict[int, tuple[Classification, dict[str, Any], bytes]] = {}
 # Replies that carry nothing for the recording and are never masked: one per statement at least
 # (ReadyForQuery), skipped before the per-type checks.
 _NOTHING_TO_RECORD = frozenset(
     {ReadyForQuery, ParseComplete, BindComplete, CloseComplete, NoData, ParameterDescription}
 )
 _DICTS_KEPT = 4096
+# Replies that end a result: the result event is written when one is recorded.
+_RESULT_ENDS = frozenset({CommandComplete, EmptyQueryResponse, PortalSuspended})
 _OUTCOMES = {"allow": "allowed", "deny": "denied", "review": "reviewed"}
 
 
@@ -153,41 +158,73 @@ def _recorded_decision(d: Decision) -> RecordedDecision:
     return recorded
 
 
-def _classification_dict(c: Classification) -> dict[str, Any]:
-    """``c.to_dict()``, built once per Classification object (the classifier's cache hands
-    out the same object for the same text); the dict is only read afterwards."""
+def _classification_dict(c: Classification) -> tuple[dict[str, Any], bytes | None]:
+    """``c.to_dict()`` and its canonical JSON, built once per Classification object (the
+    classifier's cache hands out the same object for the same text); the dict is only read
+    afterwards."""
     hit = _DICTS.get(id(c))
     if hit is not None and hit[0] is c:
-        return hit[1]
+        return hit[1], hit[2]
     if c.shape is not None:
         # Another text of a known shape: the shape's dict with this statement's text in it.
-        base = _classification_dict(c.shape)
+        base = _classification_dict(c.shape)[0]
         (st,) = c.statements
         first = dict(base["statements"][0], text=st.text)
-        if "estimate_sql" in first:
-            first["estimate_sql"] = st.estimate_sql
-        return dict(base, statements=[first])
+        if "estimate_sql" not in first:
+            return dict(base, statements=[first]), _shape_json(c.shape, base, st.text)
+        first["estimate_sql"] = st.estimate_sql
+        # A reusable shape estimates with its own text (see Classification.retexted).
+        same = st.estimate_sql == st.text
+        return dict(base, statements=[first]), _shape_json(c.shape, base, st.text) if same else None
     d = c.to_dict()
     if len(_DICTS) >= _DICTS_KEPT:
         _DICTS.clear()
-    _DICTS[id(c)] = (c, d)
-    return d
+    _DICTS[id(c)] = (c, d, canonical_json(d))
+    return d, _DICTS[id(c)][2]
 
 
-def _columns(desc: RowDescription) -> list[Column]:
+# A shape's canonical JSON cut where its statement's text goes (as ``text`` and, when it has
+# one, ``estimate_sql``): another text of the shape is encoded by joining the pieces with it.
+# The stand-in holds NUL, which no statement text can (PostgreSQL's protocol ends a text at
+# NUL), so it is found nowhere else.
+_MARK = "\x00pgwarden:text\x00"
+_MARK_JSON = canonical_json(_MARK)
+_TEMPLATES: dict[int, tuple[Classification, list[bytes] | None]] = {}
+
+
+def _template(base: dict[str, Any]) -> list[bytes] | None:
+    first = dict(base["statements"][0], text=_MARK)
+    if "estimate_sql" in first:
+        first["estimate_sql"] = _MARK
+    parts = canonical_json(dict(base, statements=[first])).split(_MARK_JSON)
+    return parts if len(parts) == 1 + ("estimate_sql" in first) + 1 else None
+
+
+def _shape_json(shape: Classification, base: dict[str, Any], text: str) -> bytes | None:
+    """The canonical JSON of ``shape``'s dict with ``text`` as its statement's text."""
+    hit = _TEMPLATES.get(id(shape))
+    if hit is None or hit[0] is not shape:
+        if len(_TEMPLATES) >= _DICTS_KEPT:
+            _TEMPLATES.clear()
+        hit = _TEMPLATES[id(shape)] = (shape, _template(base))
+    parts = hit[1]
+    return None if parts is None else canonical_json(text).join(parts)
+
+
+def _columns(desc: RowDescription) -> tuple[list[Column], bytes]:
     # The reader hands out one RowDescription object per distinct description, so the
-    # recorded columns are built once per object (kept with it: ids are reused).
+    # recorded columns and their JSON are built once per object (kept with it: ids are reused).
     hit = _COLUMNS.get(id(desc))
     if hit is not None and hit[0] is desc:
-        return hit[1]
+        return hit[1], hit[2]
     cols = [Column(name=c.name, type_oid=c.type_oid, format=c.format) for c in desc.columns]
     if len(_COLUMNS) >= _DICTS_KEPT:
         _COLUMNS.clear()
-    _COLUMNS[id(desc)] = (desc, cols)
-    return cols
+    _COLUMNS[id(desc)] = (desc, cols, canonical_json([c.to_dict() for c in cols]))
+    return cols, _COLUMNS[id(desc)][2]
 
 
-_COLUMNS: dict[int, tuple[RowDescription, list[Column]]] = {}
+_COLUMNS: dict[int, tuple[RowDescription, list[Column], bytes]] = {}
 
 
 class SessionRecorder:
@@ -203,8 +240,15 @@ class SessionRecorder:
         self._bytes_reported = 0
         self.context = ContextState(info.application_name or None)
         self.counts = {"allowed": 0, "denied": 0, "reviewed": 0, "masked": 0}
-        self._context_key: tuple[tuple[str, Any], ...] | None = None
-        self._context_masked: tuple[Any, Counter[str]] = ({}, Counter())
+        # The context of the last statement, masked and encoded: the context state hands out
+        # the same object while nothing changes (see _encoded_context).
+        self._context_seen: StatementContext | None = None
+        self._context_encoded: tuple[dict[str, Any], Counter[str], bytes, bytes] = (
+            {},
+            NO_COUNTS,
+            b"{}",
+            b"{}",
+        )
         self.writer = RecordingWriter(
             info.id,
             setup.storage,
@@ -296,23 +340,31 @@ class SessionRecorder:
         portal: str | None = None,
     ) -> StatementRef:
         ctx = self.context.for_statement(sql)
+        if ctx is not self._context_seen:
+            self._context_encoded = self._encoded_context(ctx)
+            self._context_seen = ctx
+        context, context_found, context_json, sources_json = self._context_encoded
         params: Sequence[Any] = ()
         if bind is not None:
             params = encode_params(bind.params, bind.param_formats, param_types)
+        classification_dict, classification_json = _classification_dict(classification)
         event = StatementEvent(
             sql=sql,
             protocol=protocol,  # type: ignore[arg-type]
             decision=_recorded_decision(decision),
-            classification=_classification_dict(classification),
+            classification=classification_dict,
+            classification_json=classification_json,
             params=params,
             param_types=tuple(param_types),
             statement_name=statement_name,
             portal=portal,
-            context=ctx.context,
+            context=context,
             context_sources=ctx.sources,
+            context_json=context_json,
+            context_sources_json=sources_json,
         )
         if self.masker is not None:
-            event = self._mask_statement(event)
+            event = self._mask_statement(event, context_found)
         try:
             written = await self.writer.write(event)
         except (RecordingError, OSError) as exc:
@@ -321,13 +373,24 @@ class SessionRecorder:
         builder = ResultBuilder(self.setup.max_result_rows, statement_seq=written.seq)
         return StatementRef(written.seq, builder)
 
-    def _mask_statement(self, event: StatementEvent) -> StatementEvent:
+    def _encoded_context(
+        self, ctx: StatementContext
+    ) -> tuple[dict[str, Any], Counter[str], bytes, bytes]:
+        """The context as recorded (masked: it may quote a card number or an e-mail), what
+        was masked in it, and the JSON of it and of its sources."""
+        context: dict[str, Any] = ctx.context
+        found: Counter[str] = NO_COUNTS
+        if self.masker is not None and context:
+            found = Counter()
+            context = self.masker.mask_json(context, found)
+        return context, found, canonical_json(context), canonical_json(ctx.sources)
+
+    def _mask_statement(self, event: StatementEvent, context_found: Counter[str]) -> StatementEvent:
+        """The event with its statement text and parameters masked (its context is already);
+        the event itself when nothing is."""
         assert self.masker is not None
         m = self.masker
         sql, found = m.mask_text(event.sql)
-        context, context_found = (
-            self._masked_context(event.context) if event.context else (event.context, NO_COUNTS)
-        )
         if not found and not context_found and not event.params:
             return event  # the common case: nothing to mask, no Counter built
         counts: Counter[str] = Counter(found)
@@ -341,25 +404,16 @@ class SessionRecorder:
         if not counts:
             return event
         masked = replace(
-            event, sql=sql, params=params, classification=classification, context=context
+            event,
+            sql=sql,
+            params=params,
+            classification=classification,
+            classification_json=(
+                event.classification_json if classification is event.classification else None
+            ),
         )
         self.counts["masked"] += sum(counts.values())
         return masked
-
-    def _masked_context(self, context: Mapping[str, Any]) -> tuple[Any, Counter[str]]:
-        """The masked context and what was masked in it. The context rarely changes between
-        statements (application_name, a SET prompt): the last one's masking is reused while
-        its text values are the same."""
-        assert self.masker is not None
-        key = tuple(context.items())
-        if not all(isinstance(v, str) for _k, v in key):
-            found: Counter[str] = Counter()
-            return self.masker.mask_json(context, found), found
-        if key != self._context_key:
-            found = Counter()
-            self._context_masked = (self.masker.mask_json(context, found), found)
-            self._context_key = key
-        return self._context_masked
 
     async def approval(self, event: ApprovalEvent) -> None:
         """A held statement's approval: requested, then decided (who, when, why)."""
@@ -433,9 +487,10 @@ class SessionRecorder:
         masking replaced in it (counted into the statement's result, never the values)."""
         try:
             for msg, ref, columns in batch:
-                if type(msg) in _NOTHING_TO_RECORD:
+                kind = type(msg)
+                if kind in _NOTHING_TO_RECORD:
                     continue
-                sref = ref if isinstance(ref, StatementRef) else None
+                sref = ref if type(ref) is StatementRef else None
                 if masked:
                     found = masked.get(id(msg))
                     if found:
@@ -448,29 +503,29 @@ class SessionRecorder:
                         continue
                     b = sref.builder
                     if not b.columns and columns is not None:
-                        b.set_columns(_columns(columns))
+                        b.set_columns(*_columns(columns))
                     for part in msg.parts:
-                        values = DataRow(part).values() if len(b.rows) < b.cap else ()
+                        values = datarow_values(part) if len(b.rows) < b.cap else ()
                         b.add_row_body(part[5:], values)
                 elif isinstance(msg, DataRow):
                     if sref is None:
                         continue
                     b = sref.builder
                     if not b.columns and columns is not None:
-                        b.set_columns(_columns(columns))
-                    values = msg.values() if len(b.rows) < b.cap else ()
+                        b.set_columns(*_columns(columns))
+                    values = datarow_values(msg.raw) if len(b.rows) < b.cap else ()
                     b.add_row_body(msg.raw[5:], values)
                 elif isinstance(msg, RowDescription):
                     if sref is not None:
-                        sref.builder.set_columns(_columns(msg))
-                elif isinstance(msg, CommandComplete | EmptyQueryResponse | PortalSuspended):
+                        sref.builder.set_columns(*_columns(msg))
+                elif kind in _RESULT_ENDS:  # their exact classes: the reader builds no others
                     if sref is None:
                         continue
                     b = sref.builder
                     if not b.columns and columns is not None:
-                        b.set_columns(_columns(columns))
+                        b.set_columns(*_columns(columns))
                     tag = msg.tag if isinstance(msg, CommandComplete) else None
-                    if isinstance(msg, PortalSuspended):
+                    if kind is PortalSuspended:
                         tag = "PortalSuspended"
                     await self.writer.write(b.finish(tag))  # b is empty again
                 elif isinstance(msg, ErrorResponse):

@@ -169,12 +169,19 @@ def _key(name: str) -> str:
 
 class ContextState:
     def __init__(self, application_name: str | None = None) -> None:
-        self.application_name = application_name or None
+        self._application_name = application_name or None
+        # The merged context while nothing changes (most sessions never change it): every
+        # change below drops it.
+        self._merged_cache: StatementContext | None = None
         self._counter = 0
         self._set: dict[str, tuple[str, int]] = {}
         self._api: dict[str, tuple[Any, int]] = {}
         self._local: dict[str, str] = {}
         self._tx_snapshot: dict[str, tuple[str, int]] | None = None
+
+    @property
+    def application_name(self) -> str | None:
+        return self._application_name
 
     def _tick(self) -> int:
         self._counter += 1
@@ -184,14 +191,16 @@ class ContextState:
     # changes made, key -> new value or None, for a ``context`` event)
 
     def set_application_name(self, name: str | None) -> dict[str, Any]:
-        self.application_name = name or None
-        return {"application_name": self.application_name}
+        self._merged_cache = None
+        self._application_name = name or None
+        return {"application_name": self._application_name}
 
     def apply_set(self, name: str, value: str, *, local: bool = False) -> dict[str, Any]:
         """``SET [LOCAL] pgwarden.<name> = value`` (``name`` with or without the prefix)."""
         key = _key(name)
         if key in READ_ONLY_KEYS:
             raise ValueError(f"pgwarden.{key} is read-only")
+        self._merged_cache = None
         if local:
             self._local[key] = value
         else:
@@ -201,6 +210,7 @@ class ContextState:
     def apply_reset(self, name: str | None = None) -> dict[str, Any]:
         """``RESET pgwarden.<name>``, or with no name every ``pgwarden.*`` SET value
         (``RESET ALL``/``DISCARD ALL``)."""
+        self._merged_cache = None
         if name is None:
             changes: dict[str, Any] = dict.fromkeys([*self._set, *self._local])
             self._set.clear()
@@ -218,6 +228,7 @@ class ContextState:
             if key in READ_ONLY_KEYS:
                 raise ValueError(f"{key} is read-only")
         changes: dict[str, Any] = {}
+        self._merged_cache = None
         for key, value in zip(keys, values.values(), strict=True):
             if value is None:
                 self._api.pop(key, None)
@@ -233,6 +244,7 @@ class ContextState:
 
     def commit(self) -> dict[str, Any]:
         """The transaction committed: ``SET LOCAL`` values end."""
+        self._merged_cache = None
         self._tx_snapshot = None
         changes: dict[str, Any] = dict.fromkeys(self._local)
         self._local.clear()
@@ -240,6 +252,7 @@ class ContextState:
 
     def rollback(self) -> dict[str, Any]:
         """The transaction rolled back: its SETs are undone, ``SET LOCAL`` values end."""
+        self._merged_cache = None
         changes: dict[str, Any] = dict.fromkeys(self._local)
         self._local.clear()
         if self._tx_snapshot is not None:
@@ -254,6 +267,11 @@ class ContextState:
     # ------------------------------------------------------------ reading
 
     def _merged(self) -> StatementContext:
+        if self._merged_cache is None:
+            self._merged_cache = self._merge()
+        return self._merged_cache
+
+    def _merge(self) -> StatementContext:
         ctx: dict[str, Any] = {}
         sources: dict[str, str] = {}
         if self.application_name:
@@ -275,7 +293,7 @@ class ContextState:
 
     def session_context(self) -> dict[str, Any]:
         """The session-scoped context in force (no statement comment)."""
-        return self._merged().context
+        return dict(self._merged().context)
 
     def for_statement(
         self, sql: str | None = None, *, comment: Mapping[str, str] | None = None
@@ -284,7 +302,10 @@ class ContextState:
         own sqlcommenter keys (parsed from ``sql``), over the session context."""
         merged = self._merged()
         keys = dict(comment) if comment is not None else (parse_sqlcommenter(sql) if sql else {})
+        if not keys:
+            return merged  # shared while the context is unchanged: read it, never change it
+        ctx, sources = dict(merged.context), dict(merged.sources)
         for key, value in keys.items():
-            merged.context[key] = value
-            merged.sources[key] = "comment"
-        return merged
+            ctx[key] = value
+            sources[key] = "comment"
+        return StatementContext(ctx, sources)

@@ -362,8 +362,44 @@ class Decision:
         return {"action": self.action, "rule": self.rule, "reason": self.reason, "mode": self.mode}
 
 
+_DECISION_JSON: dict[int, tuple[Decision, bytes]] = {}
+_DECISION_JSON_KEPT = 4096
+
+
+def _decision_json(d: Decision) -> bytes:
+    # The recorder hands the same Decision object for every statement it decided alike.
+    hit = _DECISION_JSON.get(id(d))
+    if hit is not None and hit[0] is d:
+        return hit[1]
+    encoded = canonical_json(d.to_dict())
+    if len(_DECISION_JSON) >= _DECISION_JSON_KEPT:
+        _DECISION_JSON.clear()
+    _DECISION_JSON[id(d)] = (d, encoded)
+    return encoded
+
+
+def _json_or_null(value: str | None) -> bytes:
+    return b"null" if value is None else canonical_json(value)
+
+
+def _int_or_null(value: int | None) -> bytes:
+    return b"null" if value is None else b"%d" % value
+
+
+def _rows_as_lists(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+    # A builder's rows are lists already: encoded as they are.
+    if type(rows) is list and all(type(r) is list for r in rows):
+        return rows
+    return [list(r) for r in rows]
+
+
+_V = b"%d" % FORMAT_VERSION
+
+
 # StatementEvent and ResultEvent are built for every statement and encoded at once: plain
-# (not frozen) dataclasses, since a frozen one costs a setattr call per field to build.
+# (not frozen) dataclasses, since a frozen one costs a setattr call per field to build. Their
+# ``plain_body`` is ``canonical_json`` of payload and envelope joined from parts, in the sorted
+# key order, without the payload dict (the property tests hold it to ``encode_event``).
 @dataclass(slots=True)
 class StatementEvent:
     type: ClassVar[str] = "statement"
@@ -378,6 +414,52 @@ class StatementEvent:
     portal: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
     context_sources: Mapping[str, str] = field(default_factory=dict)
+    # canonical_json(classification) when the producer holds it already (cached per statement
+    # shape); must be dropped whenever classification is replaced
+    classification_json: bytes | None = field(default=None, compare=False, repr=False)
+    # the same for context and context_sources (cached while the context is unchanged)
+    context_json: bytes | None = field(default=None, compare=False, repr=False)
+    context_sources_json: bytes | None = field(default=None, compare=False, repr=False)
+
+    def plain_body(self, session: bytes, seq: int, ts: str, prev: str) -> bytes:
+        """The unencrypted body ``encode_event`` would write (``session``: its JSON)."""
+        return b"".join(
+            (
+                b'{"classification":',
+                self.classification_json or canonical_json(_json_mapping(self.classification)),
+                b',"context":',
+                self.context_json or canonical_json(_json_mapping(self.context)),
+                b',"context_sources":',
+                self.context_sources_json or canonical_json(_json_mapping(self.context_sources)),
+                b',"decision":',
+                _decision_json(self.decision),
+                b',"param_types":',
+                canonical_json(list(self.param_types)) if self.param_types else b"[]",
+                b',"params":',
+                canonical_json([dict(p) if isinstance(p, Mapping) else p for p in self.params])
+                if self.params
+                else b"[]",
+                b',"portal":',
+                _json_or_null(self.portal),
+                b',"prev":',
+                canonical_json(prev),
+                b',"protocol":',
+                canonical_json(self.protocol),
+                b',"seq":',
+                b"%d" % seq,
+                b',"session":',
+                session,
+                b',"sql":',
+                canonical_json(self.sql),
+                b',"statement_name":',
+                _json_or_null(self.statement_name),
+                b',"ts":',
+                canonical_json(ts),
+                b',"type":"statement","v":',
+                _V,
+                b"}",
+            )
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -446,12 +528,52 @@ class ResultEvent:
     truncated: bool = False
     masked: Mapping[str, int] = field(default_factory=dict)
     statement_seq: int | None = None
+    # canonical_json of the columns' dicts when the producer holds it (cached per description)
+    columns_json: bytes | None = field(default=None, compare=False, repr=False)
+
+    def plain_body(self, session: bytes, seq: int, ts: str, prev: str) -> bytes:
+        """The unencrypted body ``encode_event`` would write (``session``: its JSON)."""
+        return b"".join(
+            (
+                b'{"columns":',
+                self.columns_json or canonical_json([c.to_dict() for c in self.columns]),
+                b',"command_tag":',
+                _json_or_null(self.command_tag),
+                b',"digest":',
+                canonical_json(self.digest),
+                b',"masked":',
+                canonical_json({str(k): int(v) for k, v in self.masked.items()})
+                if self.masked
+                else b"{}",
+                b',"prev":',
+                canonical_json(prev),
+                b',"row_count":',
+                b"%d" % self.row_count,
+                b',"rows":',
+                canonical_json(_rows_as_lists(self.rows)) if self.rows else b"[]",
+                b',"rows_recorded":',
+                b"%d" % len(self.rows),
+                b',"seq":',
+                b"%d" % seq,
+                b',"session":',
+                session,
+                b',"statement_seq":',
+                _int_or_null(self.statement_seq),
+                b',"truncated":',
+                b"true" if self.truncated else b"false",
+                b',"ts":',
+                canonical_json(ts),
+                b',"type":"result","v":',
+                _V,
+                b"}",
+            )
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return {
             "statement_seq": self.statement_seq,
             "columns": [c.to_dict() for c in self.columns],
-            "rows": [r if type(r) is list else list(r) for r in self.rows],
+            "rows": _rows_as_lists(self.rows),
             "row_count": self.row_count,
             "rows_recorded": len(self.rows),
             "truncated": self.truncated,
@@ -536,14 +658,17 @@ class ResultBuilder:
     def _start(self) -> None:
         """Empty: no columns, rows, counts or digest yet (at creation and after ``finish``)."""
         self.columns: list[Column] = []
+        self.columns_json: bytes | None = None
         self.rows: list[list[Any]] = []
         self.row_count = 0
         self.masked: dict[str, int] = {}
         self._digest = hashlib.sha256()
         self._text_only = True  # no binary-format column: a value is recorded as its text
 
-    def set_columns(self, columns: Sequence[Column]) -> None:
+    def set_columns(self, columns: Sequence[Column], encoded: bytes | None = None) -> None:
+        """``encoded``: canonical_json of the columns' dicts, when the caller holds it."""
         self.columns = list(columns)
+        self.columns_json = encoded
         self._text_only = all(c.format != 1 for c in self.columns)
 
     def add_row(self, values: Sequence[bytes | None]) -> None:
@@ -600,6 +725,7 @@ class ResultBuilder:
             truncated=self.row_count > len(self.rows),
             masked=self.masked,
             statement_seq=self.statement_seq,
+            columns_json=self.columns_json,
         )
         self._start()
         return event

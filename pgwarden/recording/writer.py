@@ -55,7 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from pgwarden.recording.canonical import ZERO_HASH
+from pgwarden.recording.canonical import ZERO_HASH, canonical_json, seal_object
 from pgwarden.recording.codec import encode_event, iter_lines, parse_line
 from pgwarden.recording.crypto import RecordingCipher
 from pgwarden.recording.errors import FormatError, RecordingError
@@ -87,6 +87,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Durability = Literal["write", "fsync"]
+
+# Event types that encode their own plain body (see StatementEvent.plain_body).
+_PLAIN = frozenset({StatementEvent, ResultEvent})
 
 
 class Written(NamedTuple):
@@ -220,6 +223,7 @@ class RecordingWriter:
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
         self._timer: asyncio.Task[None] | None = None
+        self._session_json = canonical_json(self.session_id)
 
     # ------------------------------------------------------------ synchronous core
 
@@ -231,18 +235,31 @@ class RecordingWriter:
         if self.closed:
             raise RecordingError(f"recording of session {self.session_id} is closed")
 
-    def _append_raw(self, type_: str, payload: dict[str, object], now: float) -> Written:
+    def _append_raw(
+        self,
+        type_: str,
+        payload: dict[str, object] | None,
+        now: float,
+        plain: StatementEvent | ResultEvent | None = None,
+    ) -> Written:
+        """Append one event: ``payload`` encoded by ``encode_event``, or ``plain``'s own body
+        (the two event types of every statement, when the recording is not encrypted)."""
         seq = self.last_seq + 1
         try:
-            line, digest = encode_event(
-                session=self.session_id,
-                seq=seq,
-                ts=format_ts(now),
-                type_=type_,
-                prev=self.last_hash,
-                payload=payload,
-                cipher=self.cipher,
-            )
+            if plain is not None:
+                prev = self.last_hash
+                body = plain.plain_body(self._session_json, seq, format_ts(now), prev)
+                line, digest = seal_object(body, prev)
+            else:
+                line, digest = encode_event(
+                    session=self.session_id,
+                    seq=seq,
+                    ts=format_ts(now),
+                    type_=type_,
+                    prev=self.last_hash,
+                    payload=payload or {},
+                    cipher=self.cipher,
+                )
             self.storage.append(self.session_id, line)
             self.bytes_written += len(line)
         except Exception as exc:
@@ -257,7 +274,10 @@ class RecordingWriter:
         if self.ended:
             raise RecordingError(f"session {self.session_id} already ended")
         now = self.clock()
-        written = self._append_raw(event.type, event.to_payload(), now)
+        if self.cipher is None and type(event) in _PLAIN:
+            written = self._append_raw(event.type, None, now, event)  # type: ignore[arg-type]
+        else:
+            written = self._append_raw(event.type, event.to_payload(), now)
         if event.type == "session_end":
             self.ended = True
             self.checkpoint_now()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
+from urllib.parse import quote
 
-from pgwarden.recording.context import ContextState, parse_sqlcommenter
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgwarden.recording.context import ContextState, StatementContext, parse_sqlcommenter
 
 SPEC = (
     "SELECT * FROM FOO /*action='%2Fparam*d',controller='index',framework='spring',"
@@ -124,3 +129,69 @@ def test_transactions() -> None:
     assert ctx.session_context() == {"prompt": "kept"}
     ctx.set_application_name("psql")
     assert ctx.session_context()["application_name"] == "psql"
+
+
+_WORDS = st.sampled_from(["a", "b", "it's", "x\ny", ""])
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(["intent", "task"]), _WORDS, st.booleans()),
+        st.tuples(st.just("reset"), st.sampled_from(["intent", "task", None])),
+        st.tuples(st.just("api"), st.sampled_from(["intent", "ticket"]), _WORDS | st.none()),
+        st.tuples(st.just("app"), _WORDS | st.none()),
+        st.tuples(st.sampled_from(["begin", "commit", "rollback"])),
+        st.tuples(st.just("comment"), st.sampled_from(["intent", "task"]), _WORDS),
+    ),
+    max_size=14,
+)
+
+
+def _apply(ctx: ContextState, op: tuple[Any, ...]) -> str | None:
+    """Apply one change; returns the SQL of a statement to read the context for."""
+    kind = op[0]
+    if kind == "set":
+        ctx.apply_set(op[1], op[2], local=op[3])
+    elif kind == "reset":
+        ctx.apply_reset(op[1])
+    elif kind == "api":
+        ctx.apply_api({op[1]: op[2]})
+    elif kind == "app":
+        ctx.set_application_name(op[1])
+    elif kind == "begin":
+        ctx.begin()
+    elif kind == "commit":
+        ctx.commit()
+    elif kind == "rollback":
+        ctx.rollback()
+    elif kind == "comment":
+        return f"SELECT 1 /*{op[1]}='{quote(op[2])}'*/"
+    return "SELECT 1"
+
+
+class _Uncached(ContextState):
+    def _merged(self) -> StatementContext:
+        return self._merge()
+
+
+@given(_OPS)
+def test_the_shared_context_is_never_stale(ops: list[tuple[Any, ...]]) -> None:
+    """While nothing changes, statements share one merged context; any change drops it. After
+    every kind of change, in any order, it must equal a context merged afresh, and a
+    statement's comment keys must never leak into the one shared by the next statements."""
+    cached, fresh = ContextState("app"), _Uncached("app")
+    for op in ops:
+        sql = _apply(cached, op)
+        _apply(fresh, op)
+        for text in (sql, "SELECT 2"):
+            got, want = cached.for_statement(text), fresh.for_statement(text)
+            assert (got.context, got.sources) == (want.context, want.sources), (op, text)
+        assert cached.session_context() == fresh.session_context()
+
+
+def test_an_unchanged_context_is_shared() -> None:
+    ctx = ContextState("psql")
+    first = ctx.for_statement("SELECT 1")
+    assert ctx.for_statement("SELECT 2") is first
+    commented = ctx.for_statement("SELECT 3 /*intent='x'*/")
+    assert commented is not first and "intent" not in first.context
+    ctx.apply_set("intent", "y")
+    assert ctx.for_statement("SELECT 4") is not first

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pglast.parser import parse_sql_json
 
 from pgwarden.guard.recorder import _classification_dict
+from pgwarden.recording.canonical import canonical_json
 from pgwarden.sql import classifier
 from pgwarden.sql.classifier import cache_clear, classify, classify_cached, shape_of
 
@@ -184,8 +185,10 @@ def test_the_recorded_classification_of_a_shaped_text_is_its_own() -> None:
     classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
     shaped = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 4242")
     assert shaped.shape is not None
-    assert _classification_dict(shaped) == classify(shaped.sql).to_dict()
-    assert "4242" in str(_classification_dict(shaped))
+    recorded, encoded = _classification_dict(shaped)
+    assert recorded == classify(shaped.sql).to_dict()
+    assert "4242" in str(recorded)
+    assert encoded == canonical_json(classify(shaped.sql).to_dict())
 
 
 def test_a_known_normalized_text_is_classified_without_the_parse_tree(
