@@ -639,6 +639,9 @@ class SessionEnd:
 # results
 
 
+_EMPTY_DIGEST = "sha256:" + hashlib.sha256().hexdigest()
+
+
 class ResultBuilder:
     """Collects one result (one statement's rows) as it streams to the client.
 
@@ -662,7 +665,7 @@ class ResultBuilder:
         self.rows: list[list[Any]] = []
         self.row_count = 0
         self.masked: dict[str, int] = {}
-        self._digest = hashlib.sha256()
+        self._digest: Any = None  # made at the first row: most results have one or none
         self._text_only = True  # no binary-format column: a value is recorded as its text
 
     def set_columns(self, columns: Sequence[Column], encoded: bytes | None = None) -> None:
@@ -682,7 +685,10 @@ class ResultBuilder:
 
     def add_row_body(self, body: bytes, values: Sequence[bytes | None]) -> None:
         """Like ``add_row`` when the caller already holds the DataRow body bytes."""
-        self._digest.update(body)
+        if self._digest is None:
+            self._digest = hashlib.sha256(body)
+        else:
+            self._digest.update(body)
         self.row_count += 1
         if len(self.rows) < self.cap:
             if self._text_only:
@@ -710,7 +716,7 @@ class ResultBuilder:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + self._digest.hexdigest()
+        return _EMPTY_DIGEST if self._digest is None else "sha256:" + self._digest.hexdigest()
 
     def finish(self, command_tag: str | None, *, row_count: int | None = None) -> ResultEvent:
         """The result event. ``row_count`` overrides the counted rows (e.g. from the tag).
