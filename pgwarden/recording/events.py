@@ -394,6 +394,7 @@ def _rows_as_lists(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
 
 
 _V = b"%d" % FORMAT_VERSION
+_PROTOCOLS = {"simple": b'"simple"', "extended": b'"extended"'}
 
 
 # StatementEvent and ResultEvent are built for every statement and encoded at once: plain
@@ -422,7 +423,8 @@ class StatementEvent:
     context_sources_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def plain_body(self, session: bytes, seq: int, ts: str, prev: str) -> bytes:
-        """The unencrypted body ``encode_event`` would write (``session``: its JSON)."""
+        """The unencrypted body ``encode_event`` would write. ``session`` is its JSON; ``prev``
+        (a hex digest: sealing refuses any other) and ``ts`` (from format_ts) go in as they are."""
         return b"".join(
             (
                 b'{"classification":',
@@ -441,10 +443,10 @@ class StatementEvent:
                 else b"[]",
                 b',"portal":',
                 _json_or_null(self.portal),
-                b',"prev":',
-                canonical_json(prev),
-                b',"protocol":',
-                canonical_json(self.protocol),
+                b',"prev":"',
+                prev.encode(),  # hex: the writer's own digest (sealing checks any other)
+                b'","protocol":',
+                _PROTOCOLS.get(self.protocol) or canonical_json(self.protocol),
                 b',"seq":',
                 b"%d" % seq,
                 b',"session":',
@@ -453,9 +455,9 @@ class StatementEvent:
                 canonical_json(self.sql),
                 b',"statement_name":',
                 _json_or_null(self.statement_name),
-                b',"ts":',
-                canonical_json(ts),
-                b',"type":"statement","v":',
+                b',"ts":"',
+                ts.encode(),  # format_ts: digits and -T:.Z
+                b'","type":"statement","v":',
                 _V,
                 b"}",
             )
@@ -532,7 +534,8 @@ class ResultEvent:
     columns_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def plain_body(self, session: bytes, seq: int, ts: str, prev: str) -> bytes:
-        """The unencrypted body ``encode_event`` would write (``session``: its JSON)."""
+        """The unencrypted body ``encode_event`` would write. ``session`` is its JSON; ``prev``
+        (a hex digest: sealing refuses any other) and ``ts`` (from format_ts) go in as they are."""
         return b"".join(
             (
                 b'{"columns":',
@@ -545,9 +548,9 @@ class ResultEvent:
                 canonical_json({str(k): int(v) for k, v in self.masked.items()})
                 if self.masked
                 else b"{}",
-                b',"prev":',
-                canonical_json(prev),
-                b',"row_count":',
+                b',"prev":"',
+                prev.encode(),
+                b'","row_count":',
                 b"%d" % self.row_count,
                 b',"rows":',
                 canonical_json(_rows_as_lists(self.rows)) if self.rows else b"[]",
@@ -561,9 +564,9 @@ class ResultEvent:
                 _int_or_null(self.statement_seq),
                 b',"truncated":',
                 b"true" if self.truncated else b"false",
-                b',"ts":',
-                canonical_json(ts),
-                b',"type":"result","v":',
+                b',"ts":"',
+                ts.encode(),
+                b'","type":"result","v":',
                 _V,
                 b"}",
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from pgwarden.protocol.messages import Column as WireColumn
 from pgwarden.protocol.messages import RowDescription
 from pgwarden.recording.canonical import canonical_json
 from pgwarden.recording.codec import encode_event, parse_line
+from pgwarden.recording.errors import RecordingError
 from pgwarden.recording.events import (
     Column,
     Decision,
@@ -180,3 +182,17 @@ def test_recorded_columns_and_their_json_agree() -> None:
     cols, encoded = _columns(desc)
     assert encoded == canonical_json([c.to_dict() for c in cols])
     assert _columns(desc)[1] is encoded  # once per description
+
+
+def test_a_prev_that_is_not_a_digest_is_never_written() -> None:
+    """The bodies take ``prev`` as it is: sealing must refuse one that is not a SHA-256 hex
+    digest (say, a chain resumed from a tampered file) before anything is stored."""
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = LocalFileStorage(tmp)
+        session = str(uuid.uuid4())
+        writer = RecordingWriter(session, storage, RecordingSigner.generate())
+        writer.last_hash = 'abc","seq":1,"x":"'
+        event = StatementEvent(sql="SELECT 1", protocol="simple", decision=Decision("allow"))
+        with pytest.raises(RecordingError):
+            writer.append(event)
+        assert not storage.path(session).exists() or storage.path(session).read_bytes() == b""
