@@ -130,7 +130,7 @@ def mask_params(masker: Masker, params: Sequence[Any], counts: Counter[str]) -> 
 # a few percent of the statement path.
 CHECKPOINT_EVERY = 1000
 
-_DICTS: dict[int, tuple[Classification, dict[str, Any], bytes]] = {}
+_DICTS: dict[int, tuple[Classification, dict[str, Any], bytes | None]] = {}
 # Replies that carry nothing for the recording and are never masked: one per statement at least
 # (ReadyForQuery), skipped before the per-type checks.
 _NOTHING_TO_RECORD = frozenset(
@@ -164,6 +164,10 @@ def _classification_dict(c: Classification) -> tuple[dict[str, Any], bytes | Non
     afterwards."""
     hit = _DICTS.get(id(c))
     if hit is not None and hit[0] is c:
+        if hit[2] is None:
+            # Seen again: its JSON is kept from now on. Not at first sight, since most texts
+            # with constants of their own never come back (4096 JSONs of a few KB each).
+            hit = _DICTS[id(c)] = (c, hit[1], canonical_json(hit[1]))
         return hit[1], hit[2]
     if c.shape is not None:
         # Another text of a known shape: the shape's dict with this statement's text in it.
@@ -179,8 +183,8 @@ def _classification_dict(c: Classification) -> tuple[dict[str, Any], bytes | Non
     d = c.to_dict()
     if len(_DICTS) >= _DICTS_KEPT:
         _DICTS.clear()
-    _DICTS[id(c)] = (c, d, canonical_json(d))
-    return d, _DICTS[id(c)][2]
+    _DICTS[id(c)] = (c, d, None)
+    return d, None
 
 
 # A shape's canonical JSON cut where its statement's text goes (as ``text`` and, when it has

@@ -362,20 +362,25 @@ class Decision:
         return {"action": self.action, "rule": self.rule, "reason": self.reason, "mode": self.mode}
 
 
-_DECISION_JSON: dict[int, tuple[Decision, bytes]] = {}
+_DECISION_JSON: dict[int, tuple[Decision, bytes | None]] = {}
 _DECISION_JSON_KEPT = 4096
 
 
 def _decision_json(d: Decision) -> bytes:
-    # The recorder hands the same Decision object for every statement it decided alike.
+    # The recorder hands the same Decision object for every statement decided alike: its JSON
+    # is kept once the object comes back. A decision made for one statement (with its row
+    # estimate in the reason) never does, and 4096 of those would hold megabytes.
     hit = _DECISION_JSON.get(id(d))
     if hit is not None and hit[0] is d:
-        return hit[1]
-    encoded = canonical_json(d.to_dict())
+        if hit[1] is not None:
+            return hit[1]
+        encoded = canonical_json(d.to_dict())
+        _DECISION_JSON[id(d)] = (d, encoded)
+        return encoded
     if len(_DECISION_JSON) >= _DECISION_JSON_KEPT:
         _DECISION_JSON.clear()
-    _DECISION_JSON[id(d)] = (d, encoded)
-    return encoded
+    _DECISION_JSON[id(d)] = (d, None)
+    return canonical_json(d.to_dict())
 
 
 def _json_or_null(value: str | None) -> bytes:

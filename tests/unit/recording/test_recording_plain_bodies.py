@@ -12,18 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgwarden.guard.recorder import _classification_dict, _columns
+from pgwarden.guard.recorder import _DICTS, _classification_dict, _columns
 from pgwarden.protocol.messages import Column as WireColumn
 from pgwarden.protocol.messages import RowDescription
 from pgwarden.recording.canonical import canonical_json
 from pgwarden.recording.codec import encode_event, parse_line
 from pgwarden.recording.errors import RecordingError
 from pgwarden.recording.events import (
+    _DECISION_JSON,
     Column,
     Decision,
     ResultBuilder,
     ResultEvent,
     StatementEvent,
+    _decision_json,
     format_ts,
 )
 from pgwarden.recording.signing import RecordingSigner
@@ -171,7 +173,10 @@ def test_a_shape_template_gives_the_json_of_each_texts_dict() -> None:
         c = classify_cached(text)
         seen_shape_hit |= c.shape is not None
         d, encoded = _classification_dict(c)
-        assert encoded == canonical_json(d), text
+        if c.shape is not None:
+            assert encoded == canonical_json(d), text
+        else:  # classified in full: encoded by the event at first sight, kept from the next
+            assert _classification_dict(c)[1] == canonical_json(d), text
     assert seen_shape_hit  # the template path was taken at least once
 
 
@@ -196,3 +201,25 @@ def test_a_prev_that_is_not_a_digest_is_never_written() -> None:
         with pytest.raises(RecordingError):
             writer.append(event)
         assert not storage.path(session).exists() or storage.path(session).read_bytes() == b""
+
+
+def test_what_is_seen_once_is_not_kept_encoded() -> None:
+    """Encoded classifications and decisions are kept for objects that come back (the
+    classifier's and the guard's caches hand out the same object). One made for a single
+    statement (a text with constants of its own, a decision with its row estimate) must not
+    stay encoded: thousands of them would hold megabytes (TPC-B held 16 MB more)."""
+    once = [Decision("allow", "estimate", f"{'x' * 2000} {i}") for i in range(50)]
+    for d in once:
+        _decision_json(d)
+    kept = [_DECISION_JSON[id(d)][1] for d in once]
+    assert kept == [None] * len(once)
+    again = once[0]
+    assert _decision_json(again) == canonical_json(again.to_dict())
+    assert _DECISION_JSON[id(again)][1] == canonical_json(again.to_dict())
+
+    c = classify_cached("UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid = 12345")
+    d, encoded = _classification_dict(c)
+    if c.shape is None:  # a text classified in full: kept as a dict, encoded on its return
+        assert encoded is None and _DICTS[id(c)][2] is None
+        assert _classification_dict(c)[1] == canonical_json(d)
+        assert _DICTS[id(c)][2] == canonical_json(d)
