@@ -173,13 +173,10 @@ def _classification_dict(c: Classification) -> tuple[dict[str, Any], bytes | Non
         # Another text of a known shape: the shape's dict with this statement's text in it.
         base = _classification_dict(c.shape)[0]
         (st,) = c.statements
-        first = dict(base["statements"][0], text=st.text)
-        if "estimate_sql" not in first:
-            return dict(base, statements=[first]), _shape_json(c.shape, base, st.text)
-        first["estimate_sql"] = st.estimate_sql
+        d = _retexted(base, st.text, st.estimate_sql)
         # A reusable shape estimates with its own text (see Classification.retexted).
-        same = st.estimate_sql == st.text
-        return dict(base, statements=[first]), _shape_json(c.shape, base, st.text) if same else None
+        same = "estimate_sql" not in base["statements"][0] or st.estimate_sql == st.text
+        return d, _shape_json(c.shape, base, st.text) if same else None
     d = c.to_dict()
     if len(_DICTS) >= _DICTS_KEPT:
         _DICTS.clear()
@@ -196,12 +193,18 @@ _MARK_JSON = canonical_json(_MARK)
 _TEMPLATES: dict[int, tuple[Classification, list[bytes] | None]] = {}
 
 
-def _template(base: dict[str, Any]) -> list[bytes] | None:
-    first = dict(base["statements"][0], text=_MARK)
+def _retexted(base: dict[str, Any], text: str, estimate_sql: str | None) -> dict[str, Any]:
+    """A shape's dict with another text as its statement's (and estimate's, when it has one)."""
+    first = dict(base["statements"][0], text=text)
     if "estimate_sql" in first:
-        first["estimate_sql"] = _MARK
-    parts = canonical_json(dict(base, statements=[first])).split(_MARK_JSON)
-    return parts if len(parts) == 1 + ("estimate_sql" in first) + 1 else None
+        first["estimate_sql"] = estimate_sql
+    return dict(base, statements=[first])
+
+
+def _template(base: dict[str, Any]) -> list[bytes] | None:
+    parts = canonical_json(_retexted(base, _MARK, _MARK)).split(_MARK_JSON)
+    marks = 2 if "estimate_sql" in base["statements"][0] else 1
+    return parts if len(parts) == marks + 1 else None
 
 
 def _shape_json(shape: Classification, base: dict[str, Any], text: str) -> bytes | None:

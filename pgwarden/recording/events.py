@@ -443,9 +443,7 @@ class StatementEvent:
                 b',"param_types":',
                 canonical_json(list(self.param_types)) if self.param_types else b"[]",
                 b',"params":',
-                canonical_json([dict(p) if isinstance(p, Mapping) else p for p in self.params])
-                if self.params
-                else b"[]",
+                canonical_json(self._params()) if self.params else b"[]",
                 b',"portal":',
                 _json_or_null(self.portal),
                 b',"prev":"',
@@ -474,13 +472,16 @@ class StatementEvent:
             "protocol": self.protocol,
             "statement_name": self.statement_name,
             "portal": self.portal,
-            "params": [dict(p) if isinstance(p, Mapping) else p for p in self.params],
+            "params": self._params(),
             "param_types": list(self.param_types),
             "classification": _json_mapping(self.classification),
             "decision": self.decision.to_dict(),
             "context": _json_mapping(self.context),
             "context_sources": _json_mapping(self.context_sources),
         }
+
+    def _params(self) -> list[Any]:
+        return [dict(p) if isinstance(p, Mapping) else p for p in self.params]
 
     @property
     def statement_hash(self) -> str:
@@ -544,15 +545,13 @@ class ResultEvent:
         return b"".join(
             (
                 b'{"columns":',
-                self.columns_json or canonical_json([c.to_dict() for c in self.columns]),
+                self.columns_json or canonical_json(self._columns()),
                 b',"command_tag":',
                 _json_or_null(self.command_tag),
                 b',"digest":',
                 canonical_json(self.digest),
                 b',"masked":',
-                canonical_json({str(k): int(v) for k, v in self.masked.items()})
-                if self.masked
-                else b"{}",
+                canonical_json(self._masked()) if self.masked else b"{}",
                 b',"prev":"',
                 prev.encode(),
                 b'","row_count":',
@@ -577,17 +576,23 @@ class ResultEvent:
             )
         )
 
+    def _columns(self) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.columns]
+
+    def _masked(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.masked.items()}
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "statement_seq": self.statement_seq,
-            "columns": [c.to_dict() for c in self.columns],
+            "columns": self._columns(),
             "rows": _rows_as_lists(self.rows),
             "row_count": self.row_count,
             "rows_recorded": len(self.rows),
             "truncated": self.truncated,
             "command_tag": self.command_tag,
             "digest": self.digest,
-            "masked": {str(k): int(v) for k, v in self.masked.items()},
+            "masked": self._masked(),
         }
 
 
