@@ -533,11 +533,12 @@ class GuardHooks(SessionHooks):
     # -- hook points -----------------------------------------------------------------------
 
     async def check_query(self, info: SessionInfo, sql: str) -> Verdict:
-        c = self.prepared.resolve(classify_cached(sql))
+        raw = classify_cached(sql)
+        c = self.prepared.resolve(raw)
         j = await self.judge(info, c)
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
-            self.prepared.observe(classify_cached(sql))
+            self.prepared.observe(raw)
             self._note_allowed(c)
         return await self._record(info, j, verdict, sql, "simple")
 
@@ -563,8 +564,10 @@ class GuardHooks(SessionHooks):
     async def check_execute(self, info: SessionInfo, stmt: Statement) -> Verdict:
         # The text is the one captured when the portal was bound (what the server will run);
         # SQL-level EXECUTE names resolve now, as the server resolves them at run time.
+        raw: Classification | None = None
         if stmt.known:
-            c = self.prepared.resolve(classify_cached(stmt.sql))
+            raw = classify_cached(stmt.sql)
+            c = self.prepared.resolve(raw)
         else:
             c = Classification.failed(
                 "", f'prepared statement "{stmt.statement_name}" is not known to the gateway'
@@ -579,8 +582,8 @@ class GuardHooks(SessionHooks):
             )
             j = self._worse(j, j2)
         verdict = self.verdict(j)
-        if verdict.action == "allow" and c.error is None:
-            self.prepared.observe(classify_cached(stmt.sql))
+        if verdict.action == "allow" and c.error is None and raw is not None:
+            self.prepared.observe(raw)
             self._note_allowed(c)
         return await self._record(info, j, verdict, stmt.sql, "extended", stmt=stmt)
 
