@@ -73,6 +73,10 @@ _SSN_CONTEXT: Final = re.compile(
     rb"(?i:ssns?|social[ _.-]?sec(?:urity)?(?:[ _.-]?(?:no|num|number|nbr))?|tax[ _.-]?id)"
     rb"[^0-9A-Za-z\r\n\x00]{0,6}([0-9]{3})[ -]?([0-9]{2})[ -]?([0-9]{4})(?![0-9])"
 )
+# Where _SSN_CONTEXT can start, in the lower-cased text: its case-insensitive alternation,
+# searched for at every byte, costs ~20 ns a byte (and so does a regular expression of these
+# three words); it is tried only where bytes.find finds one of them.
+_SSN_KEYS: Final = (b"ssn", b"social", b"tax")
 _SSN_BARE: Final = re.compile(rb"(?<![0-9])([0-9]{3})[ -]?([0-9]{2})[ -]?([0-9]{4})(?![0-9])")
 #: column names that mark a column as holding SSNs (bare nine digits are SSNs there)
 SSN_COLUMN_NAME: Final = re.compile(r"(?i)ssn|social.?sec|tax.?id")
@@ -275,9 +279,26 @@ def find_ssns(buf: bytes, out: list[Span], bare: bool = False, context: bool = T
         if ssn_valid(area, buf[d1 + 1 : d1 + 3], buf[d1 + 4 : e]):
             out.append((s, e, "ssn"))
     if context:
-        for m in _SSN_CONTEXT.finditer(buf):
-            if ssn_valid(m[1], m[2], m[3]):
-                out.append((m.start(1), m.end(3), "ssn"))
+        # what _SSN_CONTEXT.finditer(buf) finds: a match starts with a key word, and the
+        # search resumes after each match, valid or not
+        lowered = buf.lower()
+        starts: list[int] = []
+        for word in _SSN_KEYS:
+            at = lowered.find(word)
+            while at >= 0:
+                starts.append(at)
+                at = lowered.find(word, at + 1)
+        starts.sort()
+        resume = 0
+        match = _SSN_CONTEXT.match
+        for start in starts:
+            if start < resume:
+                continue
+            m = match(buf, start)
+            if m is not None:
+                resume = m.end()
+                if ssn_valid(m[1], m[2], m[3]):
+                    out.append((m.start(1), m.end(3), "ssn"))
     if bare:
         for m in _SSN_BARE.finditer(buf):
             if ssn_valid(m[1], m[2], m[3]):
