@@ -20,7 +20,7 @@ import struct
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from masking_samples import masker
 
@@ -294,6 +294,36 @@ def test_card_fast_paths_find_what_the_general_search_finds(chunks: list[str]) -
     assert found == general
 
 
+SSN_CHUNKS = st.one_of(
+    ssns(),
+    st.sampled_from(["ssn", "SSN", "Ssns", "social", "Social Security No", "social_sec",
+                     "TAX ID", "tax-id", "taxid", "ssnssn", "sSn", "ssocial", "ta", "x"]),
+    st.text(alphabet="0123456789 -:=#\"'()\n\x00", max_size=14),
+    st.text(alphabet="abnostxSNOT._", max_size=6),
+)  # fmt: skip
+
+
+def _ssn_context_by_scan(buf: bytes) -> list[tuple[int, int, str]]:
+    out = []
+    for m in detectors._SSN_CONTEXT.finditer(buf):
+        if detectors.ssn_valid(m[1], m[2], m[3]):
+            out.append((m.start(1), m.end(3), "ssn"))
+    return out
+
+
+@SETTINGS
+@given(st.lists(SSN_CHUNKS, max_size=10))
+def test_ssn_context_search_finds_what_a_scan_of_every_byte_finds(chunks: list[str]) -> None:
+    """The SSN-after-a-key search tries its pattern only where a key word starts: it finds
+    exactly what the pattern's own search over every byte finds."""
+    buf = "".join(chunks).encode()
+    quick: list[tuple[int, int, str]] = []
+    detectors.find_ssns(buf, quick, context=False)
+    found: list[tuple[int, int, str]] = []
+    detectors.find_ssns(buf, found, context=True)
+    assert found == quick + _ssn_context_by_scan(buf)
+
+
 ROW_NAMES = st.sampled_from(["c", "note", "ssn", "tax_id", "social_security_no"])
 
 
@@ -387,3 +417,55 @@ def test_email_search_finds_what_walking_back_finds(chunks: list[str]) -> None:
     found: list[tuple[int, int, str]] = []
     detectors.find_emails(buf, found)
     assert found == _emails_by_walking_back(buf)
+
+
+PLAIN_VALUE = st.one_of(
+    VALUE,
+    sensitive_text().map(lambda case: case[0].encode()),
+    st.sampled_from([b"", b"4111 1111 1111 1111", b"ssn 332-20-6469", b"\xe9 ada@example.com",
+                     b"-----BEGIN RSA PRIVATE KEY-----MIIE", b"+1 202 555 0100"]),
+)  # fmt: skip
+# every detector: a private-key block without its end runs to the end of the scanned buffer,
+# over the values after it (NULLs among them)
+PLAIN_MASKERS = {**MASKERS, "all": masker({"detectors": ["card", "ssn", "email", "phone", "iban",
+                                                         "secrets", "ip"]})}  # fmt: skip
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.sampled_from([25, 1043, 20, 23, 1700, 114, 3802, 99999, 0]),
+                       st.sampled_from([0, 0, 1])),
+             min_size=1, max_size=5),
+    st.lists(st.lists(PLAIN_VALUE, min_size=4, max_size=6), min_size=1, max_size=6),
+    st.sampled_from(sorted(PLAIN_MASKERS)),
+)  # fmt: skip
+@example(  # a detection over the end of its value and the NULL after it
+    [(25, 0)] * 3, [[b"-----BEGIN RSA PRIVATE KEY-----MIIE", None, b"abc", None]], "all"
+)
+def test_plain_rows_are_masked_as_the_general_path_masks_them(
+    cols: list[tuple[int, int]], values: list[list[bytes | None]], strategy: str
+) -> None:
+    """Rows whose columns are all plain content masking take their own path (values read in
+    place, rows patched in place): what it sends, and counts, is what the general path
+    sends and counts, for any values (NULLs, replacements of another length, rows with
+    another number of values, malformed rows refused alike)."""
+    m = PLAIN_MASKERS[strategy]
+    desc = RowDescription.build(
+        [Column(f"c{i}", 16384, i + 1, oid, -1, -1, fmt) for i, (oid, fmt) in enumerate(cols)]
+    )  # fmt: skip
+    rows = m.for_columns(desc, lambda t, a: ("t", f"c{a - 1}"))
+    assume(rows._plain)
+    msgs = [DataRow.build(v[: len(cols) + (i == 2)]) for i, v in enumerate(values)]
+    if len(msgs) > 3:
+        msgs[3] = DataRow(msgs[3].raw + b"\x00")  # trailing bytes after the values
+
+    def masked(plain: bool) -> tuple[list[bytes], Counter[str]] | str:
+        rows._plain = plain
+        try:
+            out, counts = rows.mask_datarows(msgs)
+        except MaskingFailure:
+            return "refused"
+        return [r.raw for r in out], counts
+
+    general = masked(False)
+    assert masked(True) == general
