@@ -264,6 +264,7 @@ def find_ssns(buf: bytes, out: list[Span], bare: bool = False, context: bool = T
     # (a search with a literal first byte is much faster than one starting with a class)
     n = len(buf)
     digits = _DIGITS
+    first = len(out)
     for m in _SSN_QUICK.finditer(buf):
         d1, e = m.start(), m.end()
         s = d1 - 3
@@ -291,14 +292,18 @@ def find_ssns(buf: bytes, out: list[Span], bare: bool = False, context: bool = T
         starts.sort()
         resume = 0
         match = _SSN_CONTEXT.match
+        # a dashed SSN after its key was found above already: the same span twice would
+        # only be merged away later, after costing its share of every step before that
+        quick = set(out[first:]) if starts and len(out) > first else ()
         for start in starts:
             if start < resume:
                 continue
-            m = match(buf, start)
-            if m is not None:
-                resume = m.end()
-                if ssn_valid(m[1], m[2], m[3]):
-                    out.append((m.start(1), m.end(3), "ssn"))
+            hit = match(buf, start)
+            if hit is not None:
+                resume = hit.end()
+                span = (hit.start(1), hit.end(3), "ssn")
+                if span not in quick and ssn_valid(hit[1], hit[2], hit[3]):
+                    out.append(span)
     if bare:
         for m in _SSN_BARE.finditer(buf):
             if ssn_valid(m[1], m[2], m[3]):

@@ -315,13 +315,15 @@ def _ssn_context_by_scan(buf: bytes) -> list[tuple[int, int, str]]:
 @given(st.lists(SSN_CHUNKS, max_size=10))
 def test_ssn_context_search_finds_what_a_scan_of_every_byte_finds(chunks: list[str]) -> None:
     """The SSN-after-a-key search tries its pattern only where a key word starts: it finds
-    exactly what the pattern's own search over every byte finds."""
+    exactly what the pattern's own search over every byte finds, less what the search for
+    dashed SSNs found already."""
     buf = "".join(chunks).encode()
     quick: list[tuple[int, int, str]] = []
     detectors.find_ssns(buf, quick, context=False)
     found: list[tuple[int, int, str]] = []
     detectors.find_ssns(buf, found, context=True)
-    assert found == quick + _ssn_context_by_scan(buf)
+    # what both searches find is kept once (merging drops the second anyway)
+    assert found == quick + [s for s in _ssn_context_by_scan(buf) if s not in quick]
 
 
 ROW_NAMES = st.sampled_from(["c", "note", "ssn", "tax_id", "social_security_no"])
