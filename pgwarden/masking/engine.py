@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate, count
 from operator import add
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from pgwarden.masking import typekinds as T
 from pgwarden.masking._common import (
@@ -32,7 +32,6 @@ from pgwarden.masking.copy import CopyMasker
 from pgwarden.masking.detectors import SSN_COLUMN_NAME, Scanner, Span, is_card, merge, ssn_valid
 from pgwarden.masking.errors import MaskingFailure
 from pgwarden.masking.strategies import Replacer
-from pgwarden.protocol.errors import ProtocolError
 from pgwarden.protocol.messages import (
     CopyData,
     DataRow,
@@ -42,7 +41,6 @@ from pgwarden.protocol.messages import (
     NotificationResponse,
     ParameterStatus,
     RowDescription,
-    datarow_values,
 )
 
 Resolve = Callable[[int, int], "tuple[str, str] | None"]
@@ -698,7 +696,6 @@ class RowMasker:
         "_always",
         "_masker",
         "_n",
-        "_plain",
         "_plans",
         "_scanner",
         "_whole9",
@@ -715,13 +712,6 @@ class RowMasker:
         self._always = plans is not None and any(p.always for p in plans)
         #: some column takes a value of exactly nine digits as an SSN (see ColumnPlan.whole9)
         self._whole9 = plans is not None and any(p.whole9 for p in plans)
-        #: every value of a row is content-scanned in one pass with the others, and nothing
-        #: else is done to any column: rows take the plain path (see _mask_plain_rows)
-        self._plain = (
-            plans is not None
-            and not masker.scanner.per_value
-            and all(p.joinable and not (p.whole9 or p.always) for p in plans)
-        )
         #: False when no row of this result can ever change
         self.active = masker.enabled and (
             self._scanner.active or self._always or (plans is None and bool(masker.rules))
@@ -772,8 +762,6 @@ class RowMasker:
         return (msg, NO_COUNTS) if out is msg else (out, counts)
 
     def _mask_rows(self, msgs: Sequence[DataRow]) -> tuple[list[DataRow], Counter[str]]:
-        if self._plain:
-            return self._mask_plain_rows(msgs)
         # The content-masked values of every row are scanned in one pass (see _mask_joined):
         # per-call costs of the detectors are paid once per run of rows, not once per row.
         counts: Counter[str] = Counter()
@@ -882,89 +870,6 @@ class RowMasker:
             if not isinstance(res, _Same):
                 edits[i] = res
 
-    def _mask_plain_rows(self, msgs: Sequence[DataRow]) -> tuple[list[DataRow], Counter[str]]:
-        """``_mask_rows`` when every column is plain content masking (the usual table
-        columns in text format): the values of the rows the pre-check flags are read in
-        place and scanned in one pass; a piece k of the scan is value k % n of the k // n-th
-        such row, so nothing is recorded per value, and a row whose replacements keep their
-        lengths is patched in place instead of re-encoded."""
-        n = self._n
-        assert n is not None and self._plans is not None
-        may_match = self._scanner.may_match
-        hits: list[tuple[int, tuple[bytes | None, ...]]] = []  # (index in msgs, values)
-        pieces: list[bytes] = []
-        for j, msg in enumerate(msgs):
-            raw = msg.raw
-            if not may_match(raw):
-                continue
-            values = _row_values(raw, n)
-            hits.append((j, values))
-            if None in values:
-                pieces += [b"" if v is None else v for v in values]  # a NULL scans as empty
-            else:
-                pieces += cast("tuple[bytes, ...]", values)
-        if not hits:
-            return list(msgs), NO_COUNTS
-        spans = self._scanner.find(b"\x00".join(pieces))
-        if not spans:
-            return list(msgs), NO_COUNTS
-        per, redo = _spans_by_piece(spans, pieces, 1)
-        masker = self._masker
-        plans = self._plans
-        counts: Counter[str] = Counter()
-        edits: dict[int, dict[int, bytes | None]] = {}  # row (in hits) -> column -> new value
-        for k in sorted(set(per) | redo):
-            slot, i = divmod(k, n)
-            value = hits[slot][1][i]
-            if value is None:
-                continue  # only a span straddling it reaches a NULL: nothing to replace
-            if k in redo:
-                res = masker.mask_value(plans[i], value, counts)
-            else:
-                res = masker.apply_spans(plans[i], value, per[k], counts)
-            if not isinstance(res, _Same):
-                edits.setdefault(slot, {})[i] = res
-        out = list(msgs)
-        for slot, row_edits in edits.items():
-            j, values = hits[slot]
-            out[j] = _patched(msgs[j], values, row_edits)
-        return out, counts if counts else NO_COUNTS
-
-
-def _row_values(raw: bytes, n: int) -> tuple[bytes | None, ...]:
-    """A DataRow's values, checked against the result's column count (MaskingFailure)."""
-    if raw[:1] != b"D":
-        raise MaskingFailure("not a DataRow")
-    try:
-        values = datarow_values(raw)
-    except ProtocolError as exc:
-        raise MaskingFailure(exc.message) from None
-    if len(values) != n:
-        raise MaskingFailure(f"DataRow has {len(values)} values for {n} columns")
-    return values
-
-
-def _patched(
-    msg: DataRow, values: tuple[bytes | None, ...], edits: dict[int, bytes | None]
-) -> DataRow:
-    """``msg`` with ``edits`` (column -> new value, None for NULL) applied: in a copy of its
-    bytes when every new value has the old one's length, else re-encoded."""
-    same: list[tuple[int, bytes]] = []
-    for i, new in edits.items():
-        old = values[i]
-        if new is None or old is None or len(new) != len(old):
-            return DataRow.build([edits[c] if c in edits else v for c, v in enumerate(values)])
-        same.append((i, new))
-    lengths = (
-        [0 if v is None else len(v) for v in values] if None in values else list(map(len, values))  # type: ignore[arg-type]  # no None: checked
-    )
-    buf = bytearray(msg.raw)
-    for i, new in same:
-        # the type byte, length and count (7 bytes), then a length (4) before each value
-        start = 11 + 4 * i + sum(lengths[:i])
-        buf[start : start + len(new)] = new
-    return DataRow(bytes(buf))
-
 
 def _spans_by_piece(
     spans: list[Span], pieces: list[bytes], sep: int
@@ -1006,6 +911,19 @@ def _rebuilt(msg: DataRow, row: _RowEdits) -> DataRow:
     if not edits:
         return msg
     raw = msg.raw
+    patches: list[tuple[int, bytes]] = []
+    for i, new in edits.items():
+        start, end = offsets[2 * i], offsets[2 * i + 1]
+        if new is None or len(new) != end - start:  # a NULL's end is -1: never equal
+            break
+        patches.append((start, new))
+    else:
+        # every replacement has its value's length (redaction, the usual strategies): the
+        # row's bytes are patched in a copy, not re-encoded value by value
+        buf = bytearray(raw)
+        for start, new in patches:
+            buf[start : start + len(new)] = new
+        return DataRow(bytes(buf))
     values: list[bytes | None] = []
     for i in range(n):
         if i in edits:
