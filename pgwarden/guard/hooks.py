@@ -27,8 +27,14 @@ from typing import Any
 from pgwarden.approvals import ApprovalService, PendingApproval
 from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
-from pgwarden.guard.masking import MaskingScope, SessionMasking
-from pgwarden.guard.recorder import RecordingSetup, SessionRecorder, StatementRef, mask_params
+from pgwarden.guard.masking import SessionMasking
+from pgwarden.guard.recorder import (
+    RecordingSetup,
+    SessionRecorder,
+    StatementRef,
+    StatementScope,
+    mask_params,
+)
 from pgwarden.masking import Masker
 from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
@@ -42,14 +48,6 @@ log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
 _DECISIONS_KEPT = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class StatementScope:
-    """The relay's handle on a statement (``Verdict.ref``): carried to its server messages."""
-
-    recorded: StatementRef | None
-    masking: MaskingScope | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,13 +266,7 @@ class GuardHooks(SessionHooks):
         if self.recorder is None:
             return
         masked, self._masked = self._masked, {}
-        await self.recorder.server_messages(
-            [
-                (m, ref.recorded if isinstance(ref, StatementScope) else None, cols)
-                for m, ref, cols in batch
-            ],
-            masked,
-        )
+        await self.recorder.server_messages(batch, masked)
 
     async def _record(
         self,

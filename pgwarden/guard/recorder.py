@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pgwarden.guard.masking import MaskingScope
 from pgwarden.masking import NO_COUNTS, Masker
 from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision
@@ -72,6 +73,10 @@ GATEWAY_INSTANCE = secrets.token_hex(6)
 _CLAIMS_KEPT = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "email", "name")
 
 
+#: the statement kinds ``apply_settings`` acts on
+_CONTEXT_KINDS = frozenset({"begin", "commit", "rollback", "set", "reset"})
+
+
 @dataclass(slots=True)
 class StatementRef:
     """What the relay carries from a statement to its results."""
@@ -79,6 +84,15 @@ class StatementRef:
     seq: int
     builder: ResultBuilder
     results: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatementScope:
+    """The relay's handle on a statement (``Verdict.ref``), carried to its server messages:
+    what the recording holds of it and how its results are masked."""
+
+    recorded: StatementRef | None
+    masking: MaskingScope | None
 
 
 @dataclass(slots=True)
@@ -431,6 +445,8 @@ class SessionRecorder:
 
     async def apply_settings(self, classification: Classification) -> None:
         """After an allowed statement: SET/RESET pgwarden.* and transaction boundaries."""
+        if _CONTEXT_KINDS.isdisjoint(classification.kinds):
+            return  # most statements: nothing here changes the context
         for st in classification.statements:
             changes: dict[str, Any] | None = None
             source = "set"
@@ -490,14 +506,16 @@ class SessionRecorder:
         batch: Sequence[tuple[Message, object, RowDescription | None]],
         masked: Mapping[int, Counter[str]] | None = None,
     ) -> None:
-        """Record what the client is about to receive. ``masked``: id(message) -> what
-        masking replaced in it (counted into the statement's result, never the values)."""
+        """Record what the client is about to receive: each message with the relay's handle
+        on its statement (a StatementScope; anything else is no recorded statement) and its
+        columns. ``masked``: id(message) -> what masking replaced in it (counted into the
+        statement's result, never the values)."""
         try:
             for msg, ref, columns in batch:
                 kind = type(msg)
                 if kind in _NOTHING_TO_RECORD:
                     continue
-                sref = ref if type(ref) is StatementRef else None
+                sref = ref.recorded if type(ref) is StatementScope else None
                 if masked:
                     found = masked.get(id(msg))
                     if found:
@@ -593,5 +611,6 @@ __all__ = [
     "SessionEnd",
     "SessionRecorder",
     "StatementRef",
+    "StatementScope",
     "mask_params",
 ]

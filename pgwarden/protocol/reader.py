@@ -20,7 +20,7 @@ _HEADER = struct.Struct("!ci")
 _LEN = struct.Struct("!i")
 
 
-_SMALL: dict[tuple[str, bytes], Message] = {}
+_SMALL: dict[str, dict[bytes, Message]] = {"client": {}, "server": {}}
 # Messages that come back byte for byte with every execution of a statement: its
 # RowDescription, its CommandComplete tag, the client's Parse, Describe and Execute. Decoded
 # once per distinct bytes (and client encoding, which names are decoded with).
@@ -37,6 +37,8 @@ class MessageReader:
     __slots__ = (
         "_buf",
         "_pos",
+        "_repeating",
+        "_small",
         "_stream_code",
         "_stream_left",
         "_stream_total",
@@ -60,6 +62,8 @@ class MessageReader:
         self.encoding = encoding
         self._buf = bytearray()
         self._pos = 0
+        self._small = _SMALL[side]
+        self._repeating = _REPEATING[side]
         self._stream_code = b""
         self._stream_left = 0
         self._stream_total = 0
@@ -85,12 +89,13 @@ class MessageReader:
     def next(self) -> Message | MessagePart | None:
         if self._stream_left:
             return self._next_part(first=False)
-        avail = len(self._buf) - self._pos
+        buf, pos = self._buf, self._pos  # read once: this runs for every message
+        avail = len(buf) - pos
         if self.startup:
             return self._next_startup(avail)
         if avail < 5:
             return None
-        code, length = _HEADER.unpack_from(self._buf, self._pos)
+        code, length = _HEADER.unpack_from(buf, pos)
         if length < 4:
             raise ProtocolError(f"invalid message length {length}", side=self.side)
         total = length + 1
@@ -107,18 +112,19 @@ class MessageReader:
             )
         if avail < total:
             return None
-        raw = bytes(self._buf[self._pos : self._pos + total])
-        self._pos += total
+        end = pos + total
+        raw = bytes(buf[pos:end])
+        self._pos = end
         if total <= 6:
             # ParseComplete, BindComplete, ReadyForQuery, Sync, ...: a handful of distinct
             # byte strings; decoded once each (messages are immutable, so they are shared).
-            small = _SMALL.get((self.side, raw))
+            small = self._small.get(raw)
             if small is None:
                 small = decode(self.side, raw, self.encoding)
-                if len(_SMALL) < 256:
-                    _SMALL[(self.side, raw)] = small
+                if len(self._small) < 256:
+                    self._small[raw] = small
             return small
-        if total <= _REPEATED_MAX_BYTES and code in _REPEATING[self.side]:
+        if total <= _REPEATED_MAX_BYTES and code in self._repeating:
             key = (self.side, self.encoding, raw)
             seen = _REPEATED.get(key)
             if seen is None:

@@ -16,6 +16,7 @@ from tests.e2e.recording_support import (
     ENFORCE_ALLOW_ALL,
     RecordedGateway,
     following,
+    of_type,
     show_session_id,
     start_recorded_gateway,
     statement_with,
@@ -58,6 +59,31 @@ def test_context_follows_transactions(rg: RecordedGateway) -> None:
     after = statement_with(events, "'after commit'")
     assert after["context"]["intent"] == "committed"
     assert "ticket" not in after["context"]
+
+
+def test_reset_removes_context(rg: RecordedGateway) -> None:
+    """RESET pgwarden.<name> and RESET ALL take context back out: the statements after them
+    are recorded without it, and each reset is a context event of its own."""
+    with psycopg.connect(rg.gw.dsn("agent-reset"), autocommit=True) as conn:
+        session_id = show_session_id(conn)
+        conn.execute("SET pgwarden.intent = 'clean up'")
+        conn.execute("SET pgwarden.ticket = 'T-9'")
+        conn.execute("SELECT 'both' AS a").fetchall()
+        conn.execute("RESET pgwarden.intent")
+        conn.execute("SELECT 'ticket only' AS a").fetchall()
+        conn.execute("RESET ALL")
+        conn.execute("SELECT 'none' AS a").fetchall()
+    events = wait_ended(rg.data_dir, session_id)
+    both = statement_with(events, "'both'")["context"]
+    assert (both["intent"], both["ticket"]) == ("clean up", "T-9")
+    ticket_only = statement_with(events, "'ticket only'")["context"]
+    assert "intent" not in ticket_only
+    assert ticket_only["ticket"] == "T-9"
+    none = statement_with(events, "'none'")["context"]
+    assert "intent" not in none
+    assert "ticket" not in none
+    resets = [e for e in of_type(events, "context") if e["source"] == "reset"]
+    assert len(resets) == 2
 
 
 def test_set_application_name_changes_the_context(rg: RecordedGateway) -> None:
