@@ -548,6 +548,47 @@ class Masker:
         spans = self.scanner.find(joined)
         if not spans:
             return pieces, NO_COUNTS
+        merged = merge(spans)
+        done = self._lines_in_place(joined, pieces, merged, escapes)
+        if done is not None:
+            return done, self.count(None, merged)
+        return self._lines_apart(pieces, spans, escapes)
+
+    def _lines_in_place(
+        self, joined: bytes, pieces: list[bytes], merged: list[Span], escapes: bool
+    ) -> list[bytes] | None:
+        """The pieces with ``merged`` (spans of ``joined``) replaced in one pass over the
+        joined buffer, each changed piece cut back out of it: what ``_lines_apart`` gives,
+        without a merge, a replacement pass and a count per piece. None when a span runs
+        over a piece's end or a replacement has another length (the pieces' bounds would
+        move): those go through ``_lines_apart``."""
+        starts = list(accumulate(map(len, pieces), initial=0))
+        text = self.replacer.text
+        parts: list[bytes] = []
+        changed: list[int] = []
+        pos = k = 0
+        for s, e, name in merged:  # sorted by start: the piece index only moves forward
+            k = bisect_right(starts, s, k) - 1
+            if e > starts[k + 1]:
+                return None
+            new = text(name, joined[s:e], escapes=escapes)
+            if len(new) != e - s:
+                return None
+            parts += (joined[pos:s], new)
+            pos = e
+            if not changed or changed[-1] != k:
+                changed.append(k)
+        parts.append(joined[pos:])
+        masked = b"".join(parts)
+        out = list(pieces)
+        for k in changed:
+            out[k] = masked[starts[k] : starts[k + 1]]
+        return out
+
+    def _lines_apart(
+        self, pieces: list[bytes], spans: list[Span], escapes: bool
+    ) -> tuple[list[bytes], Counter[str]]:
+        """``_mask_lines`` piece by piece, from the spans found in the pieces joined."""
         per, redo = _spans_by_piece(spans, pieces, 0)
         out = list(pieces)
         counts: Counter[str] = Counter()

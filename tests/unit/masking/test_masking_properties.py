@@ -460,3 +460,40 @@ def test_a_row_with_replacements_is_the_row_built_from_its_new_values(
     assert new.values() == tuple(expected)
     if not edits:
         assert new is row
+
+
+LINE = st.one_of(
+    sensitive_text().map(lambda case: case[0]),
+    FILLER,
+    # COPY text escapes (a backslash before N, t, n), a Bearer token on the next line, a
+    # password whose masked form is shorter (one byte for each two-byte letter)
+    st.sampled_from(["id\tnote", "\\N", "a\\tb 4111\\t1111 1111 1111", "ssn\\n332-20-6469",
+                     "Authorization: Bearer", "abcdef0123456789xyz",
+                     "\u00e9t\u00e9 ada@example.com", "-----BEGIN RSA PRIVATE KEY-----MIIE",
+                     "+1 202 555 0100", "\u00e9\u00e9 4111 1111 1111 1111",
+                     "https://user:p\u00e4ssw\u00f6rd@example.com/x"]),  # a shorter mask
+).map(lambda text: text.replace("\n", " ").encode() + b"\n")  # fmt: skip
+
+
+# every detector: some match across a line end ("Bearer" then the token on the next line)
+LINE_MASKERS = {**MASKERS, "all": masker({"detectors": ["card", "ssn", "email", "phone", "iban",
+                                                        "secrets", "ip"]})}  # fmt: skip
+
+
+@SETTINGS
+@given(st.lists(LINE, min_size=1, max_size=8), st.sampled_from(sorted(LINE_MASKERS)))
+def test_lines_masked_in_one_pass_as_one_by_one(lines: list[bytes], strategy: str) -> None:
+    """COPY lines are masked in one replacement pass over them all, each changed line cut
+    back out: the lines and counts are those of masking each line with its own spans, and
+    a line no detection touches is the very same object."""
+    m = LINE_MASKERS[strategy]
+    joined = b"".join(lines)
+    spans = m.scanner.find(joined) if m.scanner.may_match(joined) else []
+    expected = m._lines_apart(lines, spans, True) if spans else (lines, Counter())
+    got, counts = m._mask_lines(lines, True)
+    assert got == expected[0]
+    assert counts == expected[1]
+    bounds = list(itertools.pairwise(itertools.accumulate(map(len, lines), initial=0)))
+    for (a, b), g, line in zip(bounds, got, lines, strict=True):
+        if not any(s < b and e > a for s, e, _ in spans):
+            assert g is line
