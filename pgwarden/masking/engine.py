@@ -558,20 +558,45 @@ class Masker:
         self, joined: bytes, pieces: list[bytes], merged: list[Span], escapes: bool
     ) -> list[bytes] | None:
         """The pieces with ``merged`` (spans of ``joined``) replaced in one pass over the
-        joined buffer, each changed piece cut back out of it: what ``_lines_apart`` gives,
-        without a merge, a replacement pass and a count per piece. None when a span runs
-        over a piece's end or a replacement has another length (the pieces' bounds would
-        move): those go through ``_lines_apart``."""
-        starts = list(accumulate(map(len, pieces), initial=0))
+        joined buffer (see ``_replace_joined``): what ``_lines_apart`` gives, without a merge,
+        a replacement pass and a count per piece. None: ``_lines_apart`` takes them."""
+        done = self._replace_joined(joined, pieces, merged, 0, escapes)
+        if done is None:
+            return None
+        masked, starts, changed = done
+        out = list(pieces)
+        for k in changed:
+            out[k] = masked[starts[k] : starts[k] + len(pieces[k])]
+        return out
+
+    def _replace_joined(
+        self,
+        joined: bytes,
+        pieces: Sequence[bytes],
+        merged: list[Span],
+        sep: int,
+        escapes: bool | Callable[[int], bool | None],
+    ) -> tuple[bytes, list[int], list[int]] | None:
+        """``joined`` (``pieces`` joined with ``sep``-byte separators) with ``merged`` spans
+        replaced in one pass, where each piece starts in it, and the pieces changed: each
+        changed piece can be cut back out, since every replacement keeps its span's length.
+        ``escapes``: backslash escapes are kept, for every piece or per piece (None: not a
+        text value, which is masked on its own). None when a span is in such a value, runs
+        over its piece's end or has a mask of another length: the pieces' bounds would move
+        or the spans need their values' own handling."""
+        starts = list(map(add, accumulate(map(len, pieces), initial=0), count(0, sep)))
         text = self.replacer.text
         parts: list[bytes] = []
         changed: list[int] = []
         pos = k = 0
         for s, e, name in merged:  # sorted by start: the piece index only moves forward
             k = bisect_right(starts, s, k) - 1
-            if e > starts[k + 1]:
+            if e > starts[k] + len(pieces[k]):
                 return None
-            new = text(name, joined[s:e], escapes=escapes)
+            esc = escapes if isinstance(escapes, bool) else escapes(k)
+            if esc is None:
+                return None
+            new = text(name, joined[s:e], escapes=esc)
             if len(new) != e - s:
                 return None
             parts += (joined[pos:s], new)
@@ -579,11 +604,7 @@ class Masker:
             if not changed or changed[-1] != k:
                 changed.append(k)
         parts.append(joined[pos:])
-        masked = b"".join(parts)
-        out = list(pieces)
-        for k in changed:
-            out[k] = masked[starts[k] : starts[k + 1]]
-        return out
+        return b"".join(parts), starts, changed
 
     def _lines_apart(
         self, pieces: list[bytes], spans: list[Span], escapes: bool
@@ -900,6 +921,44 @@ class RowMasker:
         spans = self._scanner.find(joined, ssn_bare=ssn_bare)
         if not spans:
             return
+        if not self._text_in_place(group, joined, spans, counts):
+            self._joined_apart(group, spans, counts)
+
+    def _text_in_place(
+        self, group: _Joined, joined: bytes, spans: list[Span], counts: Counter[str]
+    ) -> bool:
+        """The values' detections replaced in one pass over ``joined`` (the values joined
+        with NUL bytes; see ``Masker._replace_joined``), each changed value cut back out of
+        it: what ``_joined_apart`` gives, without a merge, a replacement pass and a count per
+        value. Only for text values (a string, bytea or unknown type; in binary format too,
+        where no escapes are kept); False, with nothing changed, when ``_joined_apart`` must
+        take them."""
+        pieces, owners = group.pieces, group.owners
+        plans = self._plans
+
+        def escapes(k: int) -> bool | None:  # as apply_spans replaces text
+            i = owners[k][1]
+            plan = plans[i] if plans is not None else _generic_plan(i)
+            if plan.kind not in _TEXT_KINDS:
+                return None
+            return not plan.binary and plan.kind != T.TEXT
+
+        merged = merge(spans)
+        done = self._masker._replace_joined(joined, pieces, merged, 1, escapes)
+        if done is None:
+            return False
+        masked, starts, changed = done
+        for k in changed:
+            edits, i = owners[k]
+            edits[i] = masked[starts[k] : starts[k] + len(pieces[k])]
+        self._masker.count(counts, merged)
+        return True
+
+    def _joined_apart(self, group: _Joined, spans: list[Span], counts: Counter[str]) -> None:
+        """``_mask_joined`` value by value, from the spans found in the values joined."""
+        pieces, owners = group.pieces, group.owners
+        masker = self._masker
+        plans = self._plans
         per, redo = _spans_by_piece(spans, pieces, 1)
         for k in sorted(set(per) | redo):
             edits, i = owners[k]
@@ -910,6 +969,10 @@ class RowMasker:
                 res = masker.apply_spans(plan, pieces[k], per[k], counts)
             if not isinstance(res, _Same):
                 edits[i] = res
+
+
+#: the value kinds whose detections are replaced as text in place (see apply_spans)
+_TEXT_KINDS: Final = frozenset({T.TEXT, T.GENERIC, T.BYTEA})
 
 
 def _spans_by_piece(
