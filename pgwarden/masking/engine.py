@@ -584,7 +584,7 @@ class Masker:
         text value, which is masked on its own). None when a span is in such a value, runs
         over its piece's end or has a mask of another length: the pieces' bounds would move
         or the spans need their values' own handling."""
-        starts = list(map(add, accumulate(map(len, pieces), initial=0), count(0, sep)))
+        starts = _piece_starts(pieces, sep)
         text = self.replacer.text
         parts: list[bytes] = []
         changed: list[int] = []
@@ -975,13 +975,18 @@ class RowMasker:
 _TEXT_KINDS: Final = frozenset({T.TEXT, T.GENERIC, T.BYTEA})
 
 
+def _piece_starts(pieces: Sequence[bytes], sep: int) -> list[int]:
+    """Where each piece starts in ``pieces`` joined with ``sep``-byte separators (the lengths
+    and separators before it), then where one more would start."""
+    return list(map(add, accumulate(map(len, pieces), initial=0), count(0, sep)))
+
+
 def _spans_by_piece(
     spans: list[Span], pieces: list[bytes], sep: int
 ) -> tuple[dict[int, list[Span]], set[int]]:
     """Spans found in ``pieces`` joined with a ``sep``-byte separator, each as an offset in
     its piece (piece index -> spans), and the pieces a span straddles (to redo one by one)."""
-    # where piece k starts: the lengths before it, and a separator after each
-    starts = list(map(add, accumulate(map(len, pieces), initial=0), count(0, sep)))
+    starts = _piece_starts(pieces, sep)
     per: dict[int, list[Span]] = {}
     redo: set[int] = set()
     for s, e, name in spans:
