@@ -6,6 +6,15 @@ bind parameters are substituted exactly as the real statement will see them. The
 rows the ModifyTable nodes read from their inputs, and the planner's estimate for a full scan
 of the written table (so "more than half the table" works even before ANALYZE).
 
+A write by a unique key (``UPDATE t ... WHERE id = 5``, the one statement agents and
+applications send most) asks no EXPLAIN: when the classifier saw ``column = value`` in the
+top AND of a one-table UPDATE/DELETE and the catalog says that column alone is a unique key
+of a plain table, at most one row can match, and the estimate is the planner's own for it
+(one row). The catalog's answer is kept for a few seconds per table; what would let one
+"key" match several rows keeps the EXPLAIN: a partial, expression, deferrable or
+multi-column index, a column type other than integers and uuid, inheritance children,
+rewrite rules, a parameter of a lossy type (``int8_col = $1`` bound as float8).
+
 Limits, by design: the side connection sees committed schema only (not the session's
 temporary tables or uncommitted DDL) and the default search_path. When the estimate cannot be
 had, the policy sees none and the rules that need one do not match (``estimate_missing`` is
@@ -28,6 +37,7 @@ from pgwarden.protocol.messages import (
     Bind,
 )
 from pgwarden.proxy.upstream import UpstreamError
+from pgwarden.sql.model import KeyLookup
 
 log = logging.getLogger("pgwarden.estimator")
 
@@ -50,9 +60,31 @@ def _quote(ident: str) -> str:
 #: Side connections per target: estimates of concurrent sessions do not wait for each other
 #: (one connection made every UPDATE of every session queue behind one EXPLAIN at a time).
 POOL_SIZE = 4
-#: How long a table's planner size is reused: it moves with ANALYZE and autovacuum, not with
-#: each statement, and asking for it doubled the round trips of every estimate.
+#: How long a table's planner size (and its unique keys) is reused: it moves with ANALYZE and
+#: autovacuum, not with each statement, and asking for it doubled the round trips of every
+#: estimate.
 TABLE_ROWS_TTL = 5.0
+
+
+# A table's single-column unique keys, if it is a plain table nothing rewrites or extends.
+_UNIQUE_KEYS = """
+SELECT json_build_object(
+  'schema', n.nspname, 'table', c.relname,
+  'plain', c.relkind = 'r' AND NOT c.relhassubclass AND NOT c.relhasrules,
+  'keys', ARRAY(
+    SELECT a.attname FROM pg_index i
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate
+      AND i.indnkeyatts = 1 AND i.indexprs IS NULL AND i.indpred IS NULL
+      AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'uuid'::regtype)
+  ))::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass($1)
+"""
+#: Parameter types a key may be compared with: unspecified (the column's own), the integers,
+#: numeric, oid, uuid and text (compared as the key's type or refused). Not float4/float8,
+#: which map several int8 keys to one value.
+_KEY_PARAM_TYPES = frozenset({0, 20, 21, 23, 25, 26, 705, 1043, 1700, 2950})
 
 
 class Estimator:
@@ -63,6 +95,9 @@ class Estimator:
         self._pools: dict[str, list[SideConnection]] = {}
         self._turn = 0
         self._table_rows: dict[tuple[int, str, str], tuple[float, float]] = {}
+        # (target, relation as written) -> ((schema, table, unique key columns) or None, when)
+        self._keys: dict[tuple[int, str], tuple[tuple[str, str, frozenset[str]] | None, float]] = {}
+        self.by_key = 0  # estimates made from a unique key, without EXPLAIN
 
     def _conn(self, target: str) -> SideConnection | None:
         pool = self._pools.get(target)
@@ -78,12 +113,21 @@ class Estimator:
         return pool[self._turn]
 
     async def estimate(
-        self, target: str, sql: str, bind: Bind | None = None, param_types: Sequence[int] = ()
+        self,
+        target: str,
+        sql: str,
+        bind: Bind | None = None,
+        param_types: Sequence[int] = (),
+        key: KeyLookup | None = None,
     ) -> RowEstimate | None:
         conn = self._conn(target)
         if conn is None:
             return None
         try:
+            if key is not None:
+                found = await self._by_key(conn, key, param_types)
+                if found is not None:
+                    return found
             return await self._explain(conn, sql, bind, param_types)
         except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
@@ -130,6 +174,42 @@ class Estimator:
                 n = await self._table_size(conn, str(schema), str(rel))
                 table_rows = n if table_rows is None else min(table_rows, n)
         return RowEstimate(rows=rows, table_rows=table_rows)
+
+    async def _by_key(
+        self, conn: SideConnection, key: KeyLookup, param_types: Sequence[int]
+    ) -> RowEstimate | None:
+        columns = {
+            column
+            for column, n in key.columns
+            if n == 0 or (param_types[n - 1] if n <= len(param_types) else 0) in _KEY_PARAM_TYPES
+        }
+        if not columns:
+            return None
+        table = await self._unique_keys(conn, key.relation)
+        if table is None or columns.isdisjoint(table[2]):
+            return None
+        table_rows = await self._table_size(conn, table[0], table[1])
+        self.by_key += 1
+        return RowEstimate(rows=1.0, table_rows=table_rows)
+
+    async def _unique_keys(
+        self, conn: SideConnection, relation: str
+    ) -> tuple[str, str, frozenset[str]] | None:
+        cache_key = (id(conn.target), relation)
+        now = time.monotonic()
+        known = self._keys.get(cache_key)
+        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+            return known[0]
+        out = await conn.query(_UNIQUE_KEYS, Bind.build("", "", (relation.encode(),)), (25,))
+        found: tuple[str, str, frozenset[str]] | None = None
+        if out:
+            doc = json.loads(out[0])
+            if doc["plain"] and doc["keys"]:
+                found = (str(doc["schema"]), str(doc["table"]), frozenset(map(str, doc["keys"])))
+        if len(self._keys) >= 4096:
+            self._keys.clear()
+        self._keys[cache_key] = (found, now)
+        return found
 
     async def _table_size(self, conn: SideConnection, schema: str, rel: str) -> float:
         # The pool's connections share one TargetConfig: it names the database.

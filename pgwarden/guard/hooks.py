@@ -180,6 +180,10 @@ class GuardHooks(SessionHooks):
         self.held: PendingApproval | None = None  # the statement waiting for a decision
         # id(classification or its shape) -> (it, decision without estimates, needs estimate)
         self._decisions: dict[int, tuple[Classification, Decision, bool]] = {}
+        # (id(shape), its estimates) -> (shape, decision with those estimates)
+        self._estimated: dict[
+            tuple[int, tuple[RowEstimate | None, ...] | None], tuple[Classification, Decision]
+        ] = {}
         self._withdrawing: asyncio.Future[Any] | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
         # Once the session has temporary objects, a name may mean something else in this
@@ -436,7 +440,9 @@ class GuardHooks(SessionHooks):
                 if body is not None and (st.kinds & _MODIFYING):
                     est = await self.estimator.estimate_prepared(info.target, body, st.text, name)
             elif st.estimate_sql and (st.kinds & _MODIFYING):
-                est = await self.estimator.estimate(info.target, st.estimate_sql, bind, param_types)
+                est = await self.estimator.estimate(
+                    info.target, st.estimate_sql, bind, param_types, st.key_lookup
+                )
             out.append(est)
         return out
 
@@ -471,8 +477,18 @@ class GuardHooks(SessionHooks):
             self._decisions[id(key)] = (key, decision, estimate_needed)
         if with_estimate and estimate_needed:
             estimates = await self._estimates(info, c, bind, param_types)
-            ident = PolicyIdentity.of(info.identity)
-            decision = evaluate(self.policy, c, ident, info.target, estimates)
+            # Nor do they read more of an estimate than its numbers: a write by a unique key
+            # comes back with the same ones every time.
+            decided = (id(key), None if estimates is None else tuple(estimates))
+            hit = self._estimated.get(decided)
+            if hit is not None and hit[0] is key:
+                decision = hit[1]
+            else:
+                ident = PolicyIdentity.of(info.identity)
+                decision = evaluate(self.policy, c, ident, info.target, estimates)
+                if len(self._estimated) >= _DECISIONS_KEPT:
+                    self._estimated.clear()
+                self._estimated[decided] = (key, decision)
             deciding = c.statements[decision.statement_index or 0]
             scratch = self.temp_tables | _temp_tables(c)
             if (

@@ -33,7 +33,7 @@ from pgwarden.sql._nodes import (
 )
 from pgwarden.sql.constfold import UNKNOWN, fold, mentions_columns, parse_bool, truth, where_kind
 from pgwarden.sql.functions import is_dangerous, normalize_function_name
-from pgwarden.sql.model import Classification, CopyOptions, Operation, StatementInfo
+from pgwarden.sql.model import Classification, CopyOptions, KeyLookup, Operation, StatementInfo
 
 __all__ = [
     "CACHE_MAX_ENTRIES",
@@ -123,6 +123,76 @@ def _rv_name(f: Any) -> str:
     return f"{schema}.{rel}" if schema else rel
 
 
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _key_lookup(f: dict[str, Any]) -> KeyLookup | None:
+    """The ``column = value`` terms of a one-table UPDATE/DELETE's WHERE (the WHERE itself or
+    an argument of its top AND: whatever the other terms say, they only narrow it). A value
+    is a literal or a parameter alone: a cast could compare through a type that maps several
+    keys to one value (``int8_col = $1::float8``)."""
+    rel = f.get("relation")
+    if not isinstance(rel, dict) or not rel.get("relname") or rel.get("catalogname"):
+        return None
+    if _is_temp(rel):
+        return None
+    where = as_node(f.get("whereClause"))
+    if where is None:
+        return None
+    tag, w = where
+    terms = items(w.get("args")) if tag == "BoolExpr" and w.get("boolop") == "AND_EXPR" else []
+    if not terms:
+        terms = [f.get("whereClause")]
+    alias = rel.get("alias")
+    qualifier = str(alias.get("aliasname", "")) if isinstance(alias, dict) else str(rel["relname"])
+    keys: list[tuple[str, int]] = []
+    for term in terms:
+        node = as_node(term)
+        if node is None or node[0] != "A_Expr" or node[1].get("kind", "AEXPR_OP") != "AEXPR_OP":
+            continue
+        e = node[1]
+        if [sval(n) for n in items(e.get("name"))] != ["="]:
+            continue
+        for col_side, value_side in (
+            (e.get("lexpr"), e.get("rexpr")),
+            (e.get("rexpr"), e.get("lexpr")),
+        ):
+            column = _own_column(col_side, qualifier)
+            value = as_node(value_side)
+            if column is None or value is None:
+                continue
+            if value[0] == "A_Const":
+                keys.append((column, 0))
+                break
+            if value[0] == "ParamRef" and isinstance(value[1].get("number"), int):
+                keys.append((column, int(value[1]["number"])))
+                break
+    if not keys:
+        return None
+    schema = rel.get("schemaname")
+    name = _quote(str(rel["relname"]))
+    return KeyLookup(f"{_quote(str(schema))}.{name}" if schema else name, tuple(keys))
+
+
+def _own_column(value: Any, qualifier: str) -> str | None:
+    """The column a ColumnRef names (``col`` or ``qualifier.col``), or None."""
+    node = as_node(value)
+    if node is None or node[0] != "ColumnRef":
+        return None
+    names = []
+    for field in items(node[1].get("fields")):
+        part = as_node(field)
+        if part is None or part[0] != "String":  # t.* names no column
+            return None
+        names.append(sval(field))
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2 and names[0] == qualifier:
+        return names[1]
+    return None
+
+
 def _is_temp(f: Any) -> bool:
     return isinstance(f, dict) and (
         f.get("relpersistence") == "t" or str(f.get("schemaname", "")).lower() == "pg_temp"
@@ -209,6 +279,7 @@ class _Walker:
         self.body: Classification | None = None
         self.inner_sql: str | None = None  # the statement under EXPLAIN ANALYZE, COPY, ...
         self.copy: CopyOptions | None = None
+        self.key_lookup: KeyLookup | None = None
 
     # -- results -----------------------------------------------------------------------------
 
@@ -232,6 +303,7 @@ class _Walker:
             body=self.body,
             estimate_sql=text if ops[0].kind in _ESTIMATE_AS_IS else self.inner_sql,
             copy=self.copy,
+            key_lookup=self.key_lookup,
         )
 
     def op(
@@ -426,6 +498,8 @@ class _Walker:
         target = _rv_name(f.get("relation"))
         self.op(ctx, "update", targets=(target,), where=where_kind(f.get("whereClause")))
         self.write(ctx, target)
+        if ctx.top and not f.get("withClause") and not f.get("fromClause"):
+            self.key_lookup = _key_lookup(f)
         body = self.with_clause(f.get("withClause"), ctx)
         self.rest("UpdateStmt", f, body, skip=("relation", "withClause"))
 
@@ -433,6 +507,8 @@ class _Walker:
         target = _rv_name(f.get("relation"))
         self.op(ctx, "delete", targets=(target,), where=where_kind(f.get("whereClause")))
         self.write(ctx, target)
+        if ctx.top and not f.get("withClause") and not f.get("usingClause"):
+            self.key_lookup = _key_lookup(f)
         body = self.with_clause(f.get("withClause"), ctx)
         self.rest("DeleteStmt", f, body, skip=("relation", "withClause"))
 

@@ -69,6 +69,7 @@ __all__ = [
     "OBJECT_TYPES",
     "WHERE_SEVERITY",
     "Classification",
+    "KeyLookup",
     "Operation",
     "StatementInfo",
     "Where",
@@ -165,6 +166,20 @@ class Operation:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyLookup:
+    """An UPDATE/DELETE of one table whose WHERE is an AND with ``column = value`` among its
+    terms: when that column alone is a unique key, at most one row matches, whatever the
+    value (the estimator then needs no EXPLAIN, see ``pgwarden.guard.estimator``).
+
+    ``relation``: the table as written, quoted for ``to_regclass`` (``"public"."orders"``);
+    ``columns``: (column, parameter number) for each such term, 0 when the value is a literal.
+    """
+
+    relation: str
+    columns: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CopyOptions:
     """What masking must know about a ``COPY ... TO STDOUT`` to read its data stream.
 
@@ -229,6 +244,7 @@ class StatementInfo:
     # under EXPLAIN ANALYZE / COPY (query) / DECLARE CURSOR); None if there is none.
     estimate_sql: str | None = None
     copy: CopyOptions | None = None  # COPY ... TO STDOUT: how its data stream is laid out
+    key_lookup: KeyLookup | None = None  # a write that may touch one row only (not recorded)
     nested_kinds: frozenset[str] = field(init=False)
     kinds: frozenset[str] = field(init=False)
     wheres: frozenset[str] = field(init=False)

@@ -879,3 +879,63 @@ def test_registry_protocol_level_statements_and_bound() -> None:
     assert got.statements[0].kind == "select"
     reg.forget("s2")
     assert reg.get("s2") is None
+
+
+# ------------------------------------------------------------------ writes by a key (estimates)
+
+KEY_CASES = [
+    ("UPDATE orders SET a = 1 WHERE id = 5", '"orders"', (("id", 0),)),
+    ("DELETE FROM orders WHERE 5 = id", '"orders"', (("id", 0),)),
+    (
+        "UPDATE public.orders o SET a = 1 WHERE o.id = $2 AND a > 0",
+        '"public"."orders"',
+        (("id", 2),),
+    ),
+    (
+        "UPDATE orders SET a = 1 WHERE orders.id = NULL AND (a = 1 OR b = 2)",
+        '"orders"',
+        (("id", 0),),
+    ),
+    ("DELETE FROM ONLY orders WHERE id = 1 AND k = 'x'", '"orders"', (("id", 0), ("k", 0))),
+    ('UPDATE "Odd""Name" SET a = 1 WHERE "Id" = 1', '"Odd""Name"', (("Id", 0),)),
+    # not a bound on the rows: no WHERE, OR, no equality, a cast, another column, a join
+    ("UPDATE orders SET a = 1", None, None),
+    ("UPDATE orders SET a = 1 WHERE id = 1 OR id = 2", None, None),
+    ("UPDATE orders SET a = 1 WHERE id >= 1", None, None),
+    ("UPDATE orders SET a = 1 WHERE id = 1::float8", None, None),
+    ("UPDATE orders SET a = 1 WHERE id = $1::float8", None, None),
+    ("UPDATE orders SET a = 1 WHERE id = other_id", None, None),
+    ("UPDATE orders SET a = 1 WHERE id OPERATOR(public.=) 1", None, None),
+    ("UPDATE orders o SET a = 1 WHERE orders.id = 1", None, None),
+    ("UPDATE orders SET a = 1 WHERE orders.* = 1", None, None),
+    ("UPDATE orders SET a = 1 FROM other WHERE orders.id = 1", None, None),
+    ("DELETE FROM orders USING other WHERE orders.id = 1", None, None),
+    # a data-modifying WITH writes rows of its own (EXPLAIN counts them)
+    ("WITH x AS (DELETE FROM other RETURNING 1) DELETE FROM orders WHERE id = 1", None, None),
+    ("WITH x AS (DELETE FROM other RETURNING 1) UPDATE orders SET a = 1 WHERE id = 1", None, None),
+    ("EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1", None, None),
+    ("DELETE FROM pg_temp.orders WHERE id = 1", None, None),
+    ("DELETE FROM db.public.orders WHERE id = 1", None, None),
+    ("SELECT * FROM orders WHERE id = 1", None, None),
+]
+
+
+@pytest.mark.parametrize(("sql", "relation", "columns"), KEY_CASES)
+def test_key_lookup_of_a_write(sql: str, relation: str | None, columns: object) -> None:
+    st = one(sql)
+    if relation is None:
+        assert st.key_lookup is None
+    else:
+        assert st.key_lookup is not None
+        assert (st.key_lookup.relation, st.key_lookup.columns) == (relation, columns)
+    assert "key_lookup" not in json.dumps(st.to_dict())  # a hint for the estimator only
+
+
+def test_key_lookup_is_the_same_for_another_text_of_the_shape() -> None:
+    cache_clear()
+    first = classify_cached("UPDATE orders SET a = 1 WHERE id = 5")
+    again = classify_cached("UPDATE orders SET a = 2 WHERE id = 6")
+    assert again.shape is first  # taken from the shape, not classified again
+    fresh = classify("UPDATE orders SET a = 2 WHERE id = 6").statements[0].key_lookup
+    assert fresh is not None
+    assert again.statements[0].key_lookup == fresh

@@ -1,0 +1,256 @@
+"""Row estimates for writes by a unique key: one row, from the catalog, without an EXPLAIN,
+only where a unique key really bounds the write to one row (a real PostgreSQL).
+
+Each test that expects the short way also checks that the planner says the same (one row);
+each that must not take it checks that the planner was asked, and where the write really
+reaches many rows (a rewrite rule, inheritance children, a partial or multi-column key), that
+the estimate says so and the gateway holds the statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
+
+import psycopg
+import pytest
+
+from pgwarden.config import TargetConfig
+from pgwarden.guard import estimator as estimator_mod
+from pgwarden.guard.estimator import Estimator
+from pgwarden.policy import RowEstimate
+from pgwarden.protocol.messages import Bind
+from pgwarden.sql import classify
+from tests.support.databases import TargetDb, ensure_database
+from tests.support.fixtures import MakeGateway
+
+DBNAME = "unique_keys"
+ROWS = 2000
+
+SCHEMA = f"""
+CREATE TABLE keyed (id int PRIMARY KEY, v int);
+INSERT INTO keyed SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE keyed_uuid (id uuid PRIMARY KEY, v int);
+INSERT INTO keyed_uuid SELECT gen_random_uuid(), 0 FROM generate_series(1, {ROWS});
+CREATE TABLE "Odd""Name" (id bigint PRIMARY KEY, v int);
+INSERT INTO "Odd""Name" SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE SCHEMA other;
+CREATE TABLE other.keyed (id int PRIMARY KEY, v int);
+INSERT INTO other.keyed SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE ruled (id int PRIMARY KEY, v int);
+INSERT INTO ruled SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE RULE ruled_all AS ON UPDATE TO ruled DO INSTEAD UPDATE keyed SET v = keyed.v;
+CREATE TABLE parent (id int PRIMARY KEY, v int);
+CREATE TABLE child () INHERITS (parent);
+INSERT INTO parent VALUES (1, 0);
+INSERT INTO child SELECT 1, 0 FROM generate_series(1, {ROWS});
+CREATE TABLE deferred (id int UNIQUE DEFERRABLE INITIALLY DEFERRED, v int);
+INSERT INTO deferred SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE partial (id int, v int);
+CREATE UNIQUE INDEX ON partial (id) WHERE v > 0;
+INSERT INTO partial SELECT g % 2, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE pair (a int, b int, v int, PRIMARY KEY (a, b));
+INSERT INTO pair SELECT 1, g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE texty (id text PRIMARY KEY, v int);
+INSERT INTO texty SELECT g::text, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE expr (id int, v int);
+CREATE UNIQUE INDEX ON expr ((id + 0));
+INSERT INTO expr SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (1000000);
+INSERT INTO parted SELECT g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE VIEW keyed_view AS SELECT * FROM keyed;
+ANALYZE;
+"""
+
+
+@pytest.fixture(scope="module")
+def db(shop: TargetDb) -> TargetDb:
+    cluster = shop.cluster
+    if DBNAME in cluster.databases():
+        cluster.execute(f"DROP DATABASE {DBNAME} WITH (FORCE)")
+    ensure_database(cluster, DBNAME, owner=shop.user)
+    target = TargetDb(cluster, DBNAME, shop.user, shop.password, shop.auth)
+    with psycopg.connect(target.dsn(), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    return target
+
+
+class Asker:
+    """An Estimator on one event loop (its side connections belong to that loop)."""
+
+    def __init__(self, target: TargetConfig) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.est = Estimator({"t": target})
+
+    def estimate(
+        self,
+        sql: str,
+        *,
+        params: Sequence[bytes | None] = (),
+        param_types: Sequence[int] = (),
+        keyed: bool = True,
+    ) -> tuple[RowEstimate | None, bool]:
+        """The estimate for ``sql`` (as the gateway asks it) and whether it came from a key."""
+        (st,) = classify(sql).statements
+        assert st.estimate_sql is not None
+        bind = Bind.build("", "", params, (0,) * len(params)) if params else None
+        before = self.est.by_key
+        key = st.key_lookup if keyed else None
+        found = self.loop.run_until_complete(
+            self.est.estimate("t", st.estimate_sql, bind, param_types, key)
+        )
+        return found, self.est.by_key > before
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.est.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def estimator(db: TargetDb) -> Iterator[Asker]:
+    asker = Asker(TargetConfig.model_validate(db.target()))
+    yield asker
+    asker.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE keyed SET v = 1 WHERE id = 5",
+        "UPDATE keyed AS k SET v = k.v + 1 WHERE 7 = k.id AND k.v >= 0",
+        "DELETE FROM keyed WHERE v > 0 AND id = 9 AND (v < 3 OR v IS NULL)",
+        "UPDATE ONLY keyed SET v = 1 WHERE keyed.id = '11'",
+        "UPDATE keyed_uuid SET v = 1 WHERE id = '6b1ff5a4-58c4-4bd3-8f4f-5d8a30b4c9b0'",
+        'UPDATE "Odd""Name" SET v = 1 WHERE id = 5',
+        "DELETE FROM other.keyed WHERE id = 5",
+    ],
+)
+def test_a_write_by_a_unique_key_is_one_row_as_the_planner_says(estimator: Asker, sql: str) -> None:
+    found, by_key = estimator.estimate(sql)
+    assert by_key, sql
+    assert found is not None and found.rows == 1.0
+    assert found.table_rows is not None and ROWS * 0.75 < found.table_rows < ROWS * 1.25
+    planned, by_key = estimator.estimate(sql, keyed=False)
+    assert not by_key
+    assert planned == found  # the planner's own estimate, table size included
+
+
+def test_parameters_of_lossy_types_ask_the_planner(estimator: Asker) -> None:
+    sql = "UPDATE keyed SET v = $1 WHERE id = $2"
+    for types in ((), (0, 0), (23, 23), (23, 20), (23, 1700)):
+        found, by_key = estimator.estimate(sql, params=(b"1", b"5"), param_types=types)
+        assert by_key and found is not None and found.rows == 1.0, types
+    found, by_key = estimator.estimate(sql, params=(b"1", b"5"), param_types=(23, 701))
+    assert not by_key and found is not None
+
+
+@pytest.mark.parametrize(
+    ("sql", "reaches"),
+    [
+        ("UPDATE ruled SET v = 1 WHERE id = 1", ROWS),  # the rule rewrites it to every row
+        ("UPDATE parent SET v = 1 WHERE id = 1", ROWS),  # and every child row with id 1
+        ("UPDATE partial SET v = 1 WHERE id = 0", ROWS // 2),  # unique only where v > 0
+        ("UPDATE pair SET v = 1 WHERE a = 1", ROWS),  # a is half of the key
+        ("UPDATE deferred SET v = 1 WHERE id = 1", 1),  # duplicates allowed until commit
+        ("UPDATE texty SET v = 1 WHERE id = '1'", 1),  # collations: not every = is the key's
+        ("UPDATE expr SET v = 1 WHERE id = 1", 1),  # unique on an expression, not on id
+        ("UPDATE parted SET v = 1 WHERE id = 1", 1),  # partitioned
+        ("UPDATE keyed_view SET v = 1 WHERE id = 1", 1),  # a view
+    ],
+)
+def test_what_a_key_does_not_bound_asks_the_planner(
+    estimator: Asker, sql: str, reaches: int
+) -> None:
+    found, by_key = estimator.estimate(sql)
+    assert not by_key, sql
+    assert found is not None
+    if reaches > 1:
+        assert found.rows >= reaches * 0.5, found
+
+
+def test_a_key_dropped_is_seen_when_the_catalog_is_asked_again(
+    estimator: Asker, db: TargetDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def owner(sql: str) -> None:
+        with psycopg.connect(db.dsn(), autocommit=True) as conn:
+            conn.execute(sql)
+
+    owner("CREATE TABLE dropkey (id int PRIMARY KEY, v int)")
+    try:
+        found, by_key = estimator.estimate("UPDATE dropkey SET v = 1 WHERE id = 1")
+        assert by_key and found is not None and found.rows == 1.0
+        owner(
+            "ALTER TABLE dropkey DROP CONSTRAINT dropkey_pkey;"
+            f"INSERT INTO dropkey SELECT 1, 0 FROM generate_series(1, {ROWS}); ANALYZE dropkey"
+        )
+        _, by_key = estimator.estimate("UPDATE dropkey SET v = 1 WHERE id = 1")
+        assert by_key  # kept for TABLE_ROWS_TTL, as the table's size is
+        monkeypatch.setattr(estimator_mod, "TABLE_ROWS_TTL", 0.0)
+        found, by_key = estimator.estimate("UPDATE dropkey SET v = 1 WHERE id = 1")
+        assert not by_key and found is not None and found.rows >= ROWS * 0.5
+    finally:
+        owner("DROP TABLE dropkey")
+
+
+def test_an_unknown_table_has_no_estimate(estimator: Asker) -> None:
+    found, by_key = estimator.estimate("UPDATE nosuch SET v = 1 WHERE id = 1")
+    assert found is None and not by_key
+
+
+# -- through the gateway: the decision follows the estimate --------------------------------
+
+
+@pytest.fixture
+def gw_dsn(db: TargetDb, make_gateway: MakeGateway) -> Callable[[], str]:
+    gw = make_gateway(
+        targets={"keys": db.target()}, policy="default", approvals={"timeout": "100ms"}
+    )
+    return lambda: gw.dsn(user="alice", dbname="keys", password=gw.token("alice"))
+
+
+def test_writes_a_key_does_not_bound_are_held(gw_dsn: Callable[[], str], db: TargetDb) -> None:
+    before = db.query("SELECT count(*) FROM keyed WHERE v <> 0")
+    with psycopg.connect(gw_dsn(), autocommit=True) as conn:
+        for sql in (
+            "UPDATE ruled SET v = 1 WHERE id = 1",
+            "UPDATE parent SET v = 1 WHERE id = 1",
+            "UPDATE pair SET v = 1 WHERE a = 1",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+                conn.execute(sql)
+        assert conn.execute("UPDATE keyed SET v = 0 WHERE id = 5").rowcount == 1
+    assert db.query("SELECT count(*) FROM keyed WHERE v <> 0") == before
+    assert db.query("SELECT count(*) FROM child WHERE v <> 0") == [(0,)]
+    assert db.query("SELECT count(*) FROM pair WHERE v <> 0") == [(0,)]
+
+
+def test_one_shape_with_other_estimates_is_decided_again(gw_dsn: Callable[[], str]) -> None:
+    """Decisions are kept per shape and estimate within a session: a shape that was allowed
+    with a small estimate is still held with a large one, and the other way round."""
+    small, large = (
+        "UPDATE keyed SET v = 0 WHERE id <= 100",
+        "UPDATE keyed SET v = 0 WHERE id <= 1500",
+    )
+    with psycopg.connect(gw_dsn(), autocommit=True) as conn:
+        for _ in range(2):
+            assert conn.execute(small).rowcount == 100
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+                conn.execute(large)
+
+
+def test_the_gateway_asks_no_explain_for_a_write_by_key(
+    gw_dsn: Callable[[], str], db: TargetDb
+) -> None:
+    """The server's statement log (the session cluster logs every statement) shows the
+    planner asked for a write by another column and not for one by the key."""
+    assert db.cluster.query("SHOW log_statement") == [("all",)]
+    since = db.cluster.log_position()
+    with psycopg.connect(gw_dsn(), autocommit=True) as conn:
+        for _ in range(2):
+            assert conn.execute("UPDATE keyed SET v = 0 WHERE id = 5").rowcount == 1
+            assert conn.execute("UPDATE keyed SET v = 0 WHERE v = 12345").rowcount == 0
+    log = db.cluster.log_text(since=since)
+    assert "EXPLAIN (FORMAT JSON, VERBOSE) UPDATE keyed SET v = 0 WHERE v = 12345" in log
+    assert "EXPLAIN (FORMAT JSON, VERBOSE) UPDATE keyed SET v = 0 WHERE id = 5" not in log
+    assert log.count("UPDATE keyed SET v = 0 WHERE id = 5") == 2  # the client's own two
