@@ -68,6 +68,10 @@ def explain_command(
     if estimate and target in cfg.targets:
         estimates = asyncio.run(_estimates(cfg.targets, target, sql))
     result = explain(policy, sql, identity, target, estimates)
+    if estimates is not None:  # what the decision read, per statement (null: none)
+        result["estimates"] = [
+            None if e is None else {"rows": e.rows, "table_rows": e.table_rows} for e in estimates
+        ]
     typer.echo(json.dumps(result, indent=2, sort_keys=False, default=str))
 
 
@@ -78,7 +82,11 @@ async def _estimates(
     try:
         out: list[RowEstimate | None] = []
         for st in classify_cached(sql).statements:
-            out.append(await est.estimate(target, st.estimate_sql) if st.estimate_sql else None)
+            out.append(
+                await est.estimate(target, st.estimate_sql, key=st.key_lookup)
+                if st.estimate_sql
+                else None
+            )
         return out
     finally:
         await est.close()

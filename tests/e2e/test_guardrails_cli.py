@@ -207,3 +207,18 @@ def test_explain_estimate_asks_for_a_plan_and_runs_nothing(cli_env: dict[str, An
     assert estimated["decision"] == "review", estimated
     assert estimated["rule"] == "review-most-of-a-table", estimated
     assert state(cli_env) == before
+
+
+def test_explain_estimate_of_a_write_by_key_is_one_row(cli_env: dict[str, Any]) -> None:
+    cfg = str(cli_env["cfg"])
+    before = state(cli_env)
+    sql = "UPDATE orders SET amount = 0 WHERE id = 5; DELETE FROM orders WHERE id > 0; SELECT 1"
+    doc = explain(
+        cli_env, "policy", "explain", "-s", "agent-7", "-t", "shop", "--estimate", sql, "-c", cfg
+    )
+    first, second, third = doc["estimates"]
+    assert first["rows"] == 1.0 and first["table_rows"] > 1, doc
+    assert second["rows"] > first["table_rows"] / 2, doc  # most of the table
+    assert third is None
+    assert [s["action"] for s in doc["statements"]] == ["allow", "review", "allow"]
+    assert state(cli_env) == before
