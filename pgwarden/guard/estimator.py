@@ -15,8 +15,13 @@ of a plain table, at most one row can match, and the estimate is the planner's o
 multi-column index, a column type other than integers and uuid, inheritance children,
 rewrite rules, a parameter of a lossy type (``int8_col = $1`` bound as float8).
 
+Names resolve as in the session: the side connection takes the session's start-up search_path
+(``options=-c search_path=tenant_a``) before each question. A session that changes its
+search_path later (SET, RESET ALL, set_config) gets no estimates (see ``GuardHooks``).
+
 Limits, by design: the side connection sees committed schema only (not the session's
-temporary tables or uncommitted DDL) and the default search_path. When the estimate cannot be
+temporary tables or uncommitted DDL), and a function that changes the search_path out of the
+classifier's sight (``SELECT switch_tenant('b')``) is not seen. When the estimate cannot be
 had, the policy sees none and the rules that need one do not match (``estimate_missing`` is
 recorded with the decision).
 """
@@ -95,8 +100,11 @@ class Estimator:
         self._pools: dict[str, list[SideConnection]] = {}
         self._turn = 0
         self._table_rows: dict[tuple[int, str, str], tuple[float, float]] = {}
-        # (target, relation as written) -> ((schema, table, unique key columns) or None, when)
-        self._keys: dict[tuple[int, str], tuple[tuple[str, str, frozenset[str]] | None, float]] = {}
+        # (target, search_path, relation as written) -> ((schema, table, unique key columns)
+        # or None, when)
+        self._keys: dict[
+            tuple[int, str | None, str], tuple[tuple[str, str, frozenset[str]] | None, float]
+        ] = {}
         self.by_key = 0  # estimates made from a unique key, without EXPLAIN
 
     def _conn(self, target: str) -> SideConnection | None:
@@ -119,22 +127,25 @@ class Estimator:
         bind: Bind | None = None,
         param_types: Sequence[int] = (),
         key: KeyLookup | None = None,
+        search_path: str | None = None,
     ) -> RowEstimate | None:
+        """The estimate for ``sql`` with its names resolved as in a session whose
+        search_path is ``search_path`` (None: the role's default)."""
         conn = self._conn(target)
         if conn is None:
             return None
         try:
             if key is not None:
-                found = await self._by_key(conn, key, param_types)
+                found = await self._by_key(conn, key, param_types, search_path)
                 if found is not None:
                     return found
-            return await self._explain(conn, sql, bind, param_types)
+            return await self._explain(conn, sql, bind, param_types, search_path)
         except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
             return None
 
     async def estimate_prepared(
-        self, target: str, body: str, execute_sql: str, name: str
+        self, target: str, body: str, execute_sql: str, name: str, search_path: str | None = None
     ) -> RowEstimate | None:
         """Estimate ``EXECUTE name(args)`` of a statement prepared as ``body``: the body is
         prepared on the side connection under a name of its own and EXPLAIN EXECUTEd."""
@@ -147,19 +158,24 @@ class Estimator:
             return None
         try:
             async with conn.session_lock:  # PREPARE .. DEALLOCATE: nobody else in between
-                await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, ())
+                await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, (), search_path)
                 try:
-                    return await self._explain(conn, renamed, None, ())
+                    return await self._explain(conn, renamed, None, (), search_path)
                 finally:
-                    await conn.query("DEALLOCATE pgwarden_estimate", None, ())
+                    await conn.query("DEALLOCATE pgwarden_estimate", None, (), search_path)
         except _FAILURES as exc:
             log.info("no row estimate for a prepared statement on %s: %s", target, exc)
             return None
 
     async def _explain(
-        self, conn: SideConnection, sql: str, bind: Bind | None, param_types: Sequence[int]
+        self,
+        conn: SideConnection,
+        sql: str,
+        bind: Bind | None,
+        param_types: Sequence[int],
+        path: str | None,
     ) -> RowEstimate | None:
-        out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types)
+        out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types, path)
         doc = json.loads("".join(out))
         plan = doc[0]["Plan"]
         nodes = _modify_nodes(plan)
@@ -171,12 +187,12 @@ class Estimator:
             rows += sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
             rel, schema = node.get("Relation Name"), node.get("Schema")
             if rel and schema:
-                n = await self._table_size(conn, str(schema), str(rel))
+                n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
         return RowEstimate(rows=rows, table_rows=table_rows)
 
     async def _by_key(
-        self, conn: SideConnection, key: KeyLookup, param_types: Sequence[int]
+        self, conn: SideConnection, key: KeyLookup, param_types: Sequence[int], path: str | None
     ) -> RowEstimate | None:
         columns = {
             column
@@ -185,22 +201,22 @@ class Estimator:
         }
         if not columns:
             return None
-        table = await self._unique_keys(conn, key.relation)
+        table = await self._unique_keys(conn, key.relation, path)
         if table is None or columns.isdisjoint(table[2]):
             return None
-        table_rows = await self._table_size(conn, table[0], table[1])
+        table_rows = await self._table_size(conn, table[0], table[1], path)
         self.by_key += 1
         return RowEstimate(rows=1.0, table_rows=table_rows)
 
     async def _unique_keys(
-        self, conn: SideConnection, relation: str
+        self, conn: SideConnection, relation: str, path: str | None
     ) -> tuple[str, str, frozenset[str]] | None:
-        cache_key = (id(conn.target), relation)
+        cache_key = (id(conn.target), path, relation)
         now = time.monotonic()
         known = self._keys.get(cache_key)
         if known is not None and now - known[1] < TABLE_ROWS_TTL:
             return known[0]
-        out = await conn.query(_UNIQUE_KEYS, Bind.build("", "", (relation.encode(),)), (25,))
+        out = await conn.query(_UNIQUE_KEYS, Bind.build("", "", (relation.encode(),)), (25,), path)
         found: tuple[str, str, frozenset[str]] | None = None
         if out:
             doc = json.loads(out[0])
@@ -211,7 +227,9 @@ class Estimator:
         self._keys[cache_key] = (found, now)
         return found
 
-    async def _table_size(self, conn: SideConnection, schema: str, rel: str) -> float:
+    async def _table_size(
+        self, conn: SideConnection, schema: str, rel: str, path: str | None
+    ) -> float:
         # The pool's connections share one TargetConfig: it names the database.
         key = (id(conn.target), schema, rel)
         now = time.monotonic()
@@ -222,6 +240,7 @@ class Estimator:
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608
             None,
             (),
+            path,  # a qualified name: only so that the connection keeps the session's path
         )
         n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
         if len(self._table_rows) >= 4096:

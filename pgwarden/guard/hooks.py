@@ -47,6 +47,7 @@ from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
+_CHANGES_USER = frozenset({"set_role", "set_session_authorization"})
 _DECISIONS_KEPT = 1024
 
 
@@ -186,9 +187,11 @@ class GuardHooks(SessionHooks):
         ] = {}
         self._withdrawing: asyncio.Future[Any] | None = None
         self.prepared = PreparedRegistry()  # SQL-level PREPARE names
-        # Once the session has temporary objects, a name may mean something else in this
-        # session than on the estimator's connection: estimates are no longer trusted.
-        self.temp_objects = False
+        # Once the session has temporary objects, or has changed its search_path or role
+        # ("$user" in the path), a name may mean something else in this session than on the
+        # estimator's connection: estimates are no longer trusted (writes that need one are
+        # held). Its start-up search_path the estimator takes as its own.
+        self.names_unsure = False
         self.temp_tables: set[str] = set()  # written rows there touch only this session
         self.bodies: dict[str, str] = {}  # prepared statements' original text, for estimates
 
@@ -424,7 +427,7 @@ class GuardHooks(SessionHooks):
         bind: Bind | None,
         param_types: Sequence[int],
     ) -> list[RowEstimate | None] | None:
-        if self.estimator is None or self.temp_objects:
+        if self.estimator is None or self.names_unsure:
             return None
         out: list[RowEstimate | None] = []
         earlier: dict[str, str] = {}  # PREPAREd earlier in this same string
@@ -438,10 +441,17 @@ class GuardHooks(SessionHooks):
                 known = self.prepared.get(name)
                 body = earlier.get(name) or self.bodies.get(name) or (known.sql if known else None)
                 if body is not None and (st.kinds & _MODIFYING):
-                    est = await self.estimator.estimate_prepared(info.target, body, st.text, name)
+                    est = await self.estimator.estimate_prepared(
+                        info.target, body, st.text, name, info.search_path
+                    )
             elif st.estimate_sql and (st.kinds & _MODIFYING):
                 est = await self.estimator.estimate(
-                    info.target, st.estimate_sql, bind, param_types, st.key_lookup
+                    info.target,
+                    st.estimate_sql,
+                    bind,
+                    param_types,
+                    st.key_lookup,
+                    info.search_path,
                 )
             out.append(est)
         return out
@@ -518,9 +528,11 @@ class GuardHooks(SessionHooks):
             elif st.kind in ("deallocate", "discard"):
                 self.bodies.clear()  # only a cache of original texts: re-derived when needed
         for st in c.statements:
+            if st.sets_search_path or not st.kinds.isdisjoint(_CHANGES_USER):
+                self.names_unsure = True
             for op in st.operations:
                 if (op.object_type or "").startswith("temp") or st.kind == "select_into":
-                    self.temp_objects = True
+                    self.names_unsure = True
 
     @staticmethod
     def _worse(a: Judgement, b: Judgement) -> Judgement:

@@ -32,13 +32,25 @@ class SideConnection:
         self.target = target
         self.up: Upstream | None = None
         self.lock = asyncio.Lock()  # one statement at a time
+        # The search_path this connection has set for the session it answers for (None: its
+        # role's default); names in a statement resolve as they do in that session.
+        self.search_path: str | None = None
         self.session_lock = asyncio.Lock()  # a sequence that needs session state to itself
 
-    async def query(self, sql: str, bind: Bind | None, param_types: Sequence[int]) -> list[str]:
-        """Run one statement with the given bind values; return the first column of each row."""
+    async def query(
+        self,
+        sql: str,
+        bind: Bind | None,
+        param_types: Sequence[int],
+        search_path: str | None = None,
+    ) -> list[str]:
+        """Run one statement with the given bind values, its names resolved with
+        ``search_path`` (None: the role's default); return the first column of each row."""
         async with self.lock:
             try:
-                return await asyncio.wait_for(self._query(sql, bind, param_types), _TIMEOUT)
+                return await asyncio.wait_for(
+                    self._with_path(sql, bind, param_types, search_path), _TIMEOUT
+                )
             except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
                 self.close()
                 raise
@@ -72,10 +84,27 @@ class SideConnection:
 
     async def _connect(self) -> Upstream:
         if self.up is None or self.up.writer.is_closing():
+            self.search_path = None
             self.up = await upstream_mod.connect(
                 self.target, {"application_name": "pgwarden-estimator"}
             )
         return self.up
+
+    async def _with_path(
+        self, sql: str, bind: Bind | None, param_types: Sequence[int], search_path: str | None
+    ) -> list[str]:
+        await self._connect()
+        if search_path != self.search_path:
+            self.search_path = None  # unknown until the server has said yes
+            if search_path is None:
+                await self._query("RESET search_path", None, ())
+            else:
+                value = Bind.build("", "", (search_path.encode(),))
+                await self._query(
+                    "SELECT pg_catalog.set_config('search_path', $1, false)", value, (25,)
+                )
+            self.search_path = search_path
+        return await self._query(sql, bind, param_types)
 
     @staticmethod
     async def _replies(up: Upstream) -> AsyncIterator[Message]:

@@ -99,6 +99,7 @@ class SessionInfo:
     tls: bool
     context: dict[str, str] = field(default_factory=dict)
     tx_status: bytes = b"I"
+    search_path: str | None = None  # the client's start-up search_path, if it gave one
 
 
 @dataclass(frozen=True, slots=True)

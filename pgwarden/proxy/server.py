@@ -425,6 +425,7 @@ class Gateway:
             application_name=forwarded.get("application_name", ""),
             started_at=time.time(),
             tls=is_tls,
+            search_path=next((v for k, v in forwarded.items() if k.lower() == "search_path"), None),
         )
         # The upstream session carries its id too, so SHOW pgwarden.session_id inside a
         # multi-statement string is answered with the gateway's value by the server itself.

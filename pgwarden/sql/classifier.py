@@ -280,6 +280,7 @@ class _Walker:
         self.inner_sql: str | None = None  # the statement under EXPLAIN ANALYZE, COPY, ...
         self.copy: CopyOptions | None = None
         self.key_lookup: KeyLookup | None = None
+        self.sets_search_path = False
 
     # -- results -----------------------------------------------------------------------------
 
@@ -304,6 +305,7 @@ class _Walker:
             estimate_sql=text if ops[0].kind in _ESTIMATE_AS_IS else self.inner_sql,
             copy=self.copy,
             key_lookup=self.key_lookup,
+            sets_search_path=self.sets_search_path,
         )
 
     def op(
@@ -446,6 +448,8 @@ class _Walker:
                 self.op(ctx, "set_role", via="set_config")
             elif setting == "session_authorization":
                 self.op(ctx, "set_session_authorization", via="set_config")
+            elif setting == "search_path":
+                self.sets_search_path = True
         else:
             self.flags.add("dynamic_set_config")
             self.op(ctx, "set_role", via="set_config")
@@ -891,6 +895,8 @@ class _Walker:
             kind = "set"
         setting = "all" if mode == "VAR_RESET_ALL" else name
         self.op(ctx, kind, targets=(setting,))
+        if setting in ("search_path", "all"):
+            self.sets_search_path = True
         if ctx.top:
             self.setting = setting
             self.setting_local = bool(f.get("is_local"))

@@ -245,6 +245,9 @@ class StatementInfo:
     estimate_sql: str | None = None
     copy: CopyOptions | None = None  # COPY ... TO STDOUT: how its data stream is laid out
     key_lookup: KeyLookup | None = None  # a write that may touch one row only (not recorded)
+    # SET/RESET search_path, RESET ALL or set_config('search_path', ...), here or nested: the
+    # session's table names may no longer be the estimator's (not recorded)
+    sets_search_path: bool = False
     nested_kinds: frozenset[str] = field(init=False)
     kinds: frozenset[str] = field(init=False)
     wheres: frozenset[str] = field(init=False)

@@ -1,0 +1,150 @@
+"""Row estimates resolve table names as the session does: a session whose search_path points
+at another schema than the estimator's must not have its writes estimated against the table
+of the same name there (a small one), or the blast-radius rules can be walked around.
+
+The database has ``accounts`` twice: ``public.accounts`` (ids 1..2000, a primary key) and
+``tenant.accounts`` (2000 rows, all with id 5, no key; ids 1501..3500 in ``other_id``). Through
+the gateway with the default policy, a write to most of ``tenant.accounts`` must be held
+(refused here, nobody approves) however the session came to resolve ``accounts`` there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.support.databases import TargetDb, ensure_database
+from tests.support.fixtures import MakeGateway
+
+DBNAME = "search_paths"
+ROWS = 2000
+
+SCHEMA = f"""
+CREATE TABLE public.accounts (id int PRIMARY KEY, other_id int, v int);
+INSERT INTO public.accounts SELECT g, g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE SCHEMA tenant;
+CREATE TABLE tenant.accounts (id int, other_id int, v int);
+INSERT INTO tenant.accounts SELECT 5, 1500 + g, 0 FROM generate_series(1, {ROWS}) g;
+ANALYZE;
+"""
+
+
+@pytest.fixture(scope="module")
+def db(shop: TargetDb) -> TargetDb:
+    cluster = shop.cluster
+    if DBNAME in cluster.databases():
+        cluster.execute(f"DROP DATABASE {DBNAME} WITH (FORCE)")
+    ensure_database(cluster, DBNAME, owner=shop.user)
+    target = TargetDb(cluster, DBNAME, shop.user, shop.password, shop.auth)
+    with psycopg.connect(target.dsn(), autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    return target
+
+
+@pytest.fixture
+def connect(db: TargetDb, make_gateway: MakeGateway) -> Callable[..., psycopg.Connection]:
+    gw = make_gateway(
+        targets={"paths": db.target()}, policy="default", approvals={"timeout": "100ms"}
+    )
+
+    def make(**extra: str) -> psycopg.Connection:
+        dsn = gw.dsn(user="alice", dbname="paths", password=gw.token("alice"), **extra)
+        return psycopg.connect(dsn, autocommit=True)
+
+    return make
+
+
+def tenant_rows_changed(db: TargetDb) -> int:
+    return int(db.query("SELECT count(*) FROM tenant.accounts WHERE v <> 0")[0][0])
+
+
+WRITES_TO_MOST_OF_TENANT = [
+    "UPDATE accounts SET v = 1 WHERE id = 5",  # a key in public, every row in tenant
+    "UPDATE accounts SET v = 1 WHERE other_id > 1500",  # a quarter of public, all of tenant
+]
+
+
+@pytest.mark.parametrize("sql", WRITES_TO_MOST_OF_TENANT)
+def test_the_start_up_search_path_is_the_estimators(
+    connect: Callable[..., psycopg.Connection], db: TargetDb, sql: str
+) -> None:
+    with connect(options="-c search_path=tenant") as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ("tenant",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+            conn.execute(sql)
+        # estimated against tenant.accounts, not refused for want of an estimate:
+        assert conn.execute("UPDATE accounts SET v = 0 WHERE other_id > 3400").rowcount == 100
+    assert tenant_rows_changed(db) == 0
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "SET search_path = tenant",
+        "SET search_path TO tenant, public",
+        "SELECT set_config('search_path', 'tenant', false)",
+        "SELECT pg_catalog.set_config(E'search\\x5fpath', 'tenant', false)",
+        "BEGIN; SET LOCAL search_path = tenant",
+    ],
+)
+@pytest.mark.parametrize("sql", WRITES_TO_MOST_OF_TENANT)
+def test_a_search_path_changed_in_the_session_stops_estimates(
+    connect: Callable[..., psycopg.Connection], db: TargetDb, switch: str, sql: str
+) -> None:
+    with connect() as conn:
+        # before the switch the writes are estimated against public.accounts and pass
+        assert conn.execute("UPDATE accounts SET v = 0 WHERE id = 5").rowcount == 1
+        conn.execute(switch)
+        assert conn.execute("SELECT current_schemas(false)").fetchone()[0][0] == "tenant"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+            conn.execute(sql)
+    assert tenant_rows_changed(db) == 0
+
+
+def test_sessions_with_other_search_paths_share_the_estimator(
+    connect: Callable[..., psycopg.Connection], db: TargetDb
+) -> None:
+    """The estimator's connections and what it keeps of the catalog are shared: a session
+    with the default search_path, then one with tenant, then the default again, each get
+    estimates for their own ``accounts``."""
+    for _ in range(2):
+        with connect() as conn:
+            assert conn.execute("UPDATE accounts SET v = 0 WHERE id = 5").rowcount == 1
+            assert conn.execute("UPDATE accounts SET v = 0 WHERE other_id > 1500").rowcount == 500
+        with connect(options="-c search_path=tenant") as conn:
+            for sql in WRITES_TO_MOST_OF_TENANT:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+                    conn.execute(sql)
+    assert tenant_rows_changed(db) == 0
+
+
+INVISIBLE_SWITCH = (
+    "BUG (blast radius): a function that changes the search_path inside (set_config in a "
+    "PL/pgSQL body the session only calls) is out of the classifier's sight; the session's "
+    "names move and the estimator's do not, so a write to most of tenant.accounts is "
+    "estimated against public.accounts and allowed"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=INVISIBLE_SWITCH)
+def test_a_function_that_switches_the_search_path(
+    connect: Callable[..., psycopg.Connection], db: TargetDb
+) -> None:
+    db.execute(
+        "CREATE OR REPLACE FUNCTION public.switch_tenant() RETURNS text LANGUAGE plpgsql AS "
+        "$$BEGIN PERFORM set_config('search_path', 'tenant', false); RETURN 'ok'; END$$"
+    )
+    try:
+        with connect() as conn:
+            conn.execute("SELECT public.switch_tenant()")
+            assert conn.execute("SELECT current_schemas(false)").fetchone()[0][0] == "tenant"
+            try:
+                conn.execute("UPDATE accounts SET v = 1 WHERE other_id > 1500")
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+        assert tenant_rows_changed(db) == 0
+    finally:
+        db.execute("UPDATE tenant.accounts SET v = 0 WHERE v <> 0")
+        db.execute("DROP FUNCTION public.switch_tenant()")
