@@ -5,7 +5,9 @@ be seen in tps. Instructions are deterministic: this script starts a throwaway P
 (pgbench scale 1) and runs the gateway (default policy, masking and recording) under
 valgrind's cachegrind, counting every instruction it executes. For each protocol it starts
 the gateway twice; both times one pgbench client runs a warm-up, then `--short` and `--long`
-select-only transactions, and the gateway is stopped. Start-up, warm-up and shutdown are the
+select-only transactions, and the gateway is stopped. The `tpcb` leg does the same with
+pgbench's TPC-B-like transactions (7 statements, three of them UPDATEs by key that need a row
+estimate), a quarter as many of them. Start-up, warm-up and shutdown are the
 same in both runs, so
 
     instructions per transaction = (I(long) - I(short)) / (long - short)
@@ -44,14 +46,16 @@ from pgwarden.devcluster import DevCluster, find_bindir
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def instructions(
-    tmp: Path, pg: DevCluster, token: str, protocol: str, warm: int, count: int
-) -> int:
+def _pgbench_args(leg: str) -> list[str]:
+    return ["-M", "simple"] if leg == "tpcb" else ["-S", "-M", leg]
+
+
+def instructions(tmp: Path, pg: DevCluster, token: str, leg: str, warm: int, count: int) -> int:
     """Instructions of one gateway process that served ``warm + count`` transactions."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind not found (`make bench-instructions` installs it)")
-    log = tmp / f"valgrind-{protocol}-{count}.log"
+    log = tmp / f"valgrind-{leg}-{count}.log"
     wrapper = [
         valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
         f"--log-file={log}",
@@ -64,7 +68,7 @@ def instructions(
         tmp,
         pg,
         ["bench"],
-        name=f"gw-{protocol}-{count}",
+        name=f"gw-{leg}-{count}",
         wrapper=wrapper,
         start_timeout=600,
         env=dict(os.environ, PYTHONPATH=path, PYTHONHASHSEED="0"),
@@ -75,7 +79,7 @@ def instructions(
         for n in (warm, count):
             run = pgbench(
                 bindir,
-                ["-n", "-c", "1", "-t", str(n), "-S", "-M", protocol,
+                ["-n", "-c", "1", "-t", str(n), *_pgbench_args(leg),
                  "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "bench"],
                 env,
                 timeout=1800,
@@ -96,11 +100,16 @@ def main() -> int:
     ap.add_argument("--warm", type=int, default=300, help="transactions before counting")
     ap.add_argument("--short", type=int, default=200)
     ap.add_argument("--long", type=int, default=1200)
-    ap.add_argument("--protocol", action="append", choices=("simple", "extended"))
+    ap.add_argument(
+        "--protocol",
+        action="append",
+        choices=("simple", "extended", "tpcb"),
+        help="legs to run (default: all three); tpcb runs a quarter of the transactions",
+    )
     args = ap.parse_args()
     if args.long <= args.short:
         ap.error("--long must be more than --short")
-    protocols = args.protocol or ["simple", "extended"]
+    legs = args.protocol or ["simple", "extended", "tpcb"]
     bindir = find_bindir()
     results: dict[str, float] = {}
     with DevCluster() as pg, tempfile.TemporaryDirectory() as tmp_name:
@@ -113,18 +122,21 @@ def main() -> int:
             env=dict(os.environ, PGPASSWORD="bench-pw", PGSSLMODE="disable"),
             check=True, capture_output=True,
         )  # fmt: skip
-        for protocol in protocols:
+        for leg in legs:
             started = time.monotonic()
+            scale = 4 if leg == "tpcb" else 1
+            short, long = args.short // scale, args.long // scale
             counts = []
-            for n in (args.short, args.long):
+            for n in (short, long):
                 # every gateway gets its own data_dir: issue the token from that one's issuer
-                data_dir = tmp / f"gw-{protocol}-{n}"
+                data_dir = tmp / f"gw-{leg}-{n}"
                 token = LocalIssuer.load_or_create(data_dir).issue("bench", (), 3600)
-                counts.append(instructions(tmp, pg, token, protocol, args.warm, n))
-            per = (counts[1] - counts[0]) / (args.long - args.short)
-            results[protocol] = per
+                counts.append(instructions(tmp, pg, token, leg, args.warm // scale, n))
+            per = (counts[1] - counts[0]) / (long - short)
+            results[leg] = per
+            name = "TPC-B simple" if leg == "tpcb" else f"-S {leg}"
             print(
-                f"pgbench -S {protocol:<8} {per:>10,.0f} instructions per transaction "
+                f"pgbench {name:<12} {per:>10,.0f} instructions per transaction "
                 f"(gateway process; {time.monotonic() - started:.0f}s)",
                 flush=True,
             )

@@ -80,6 +80,10 @@ log = logging.getLogger("pgwarden.relay")
 PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, SYNC, QUERY, INJECTED_EXT, INJECTED_SIMPLE = range(9)
 _EXTENDED = frozenset({PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, INJECTED_EXT})
 _TIMED = frozenset({QUERY, EXECUTE, INJECTED_EXT, INJECTED_SIMPLE})  # one per statement
+# isinstance() tuples: `A | B` in the call builds a union object every time (per message)
+_PASSED_AS_IS = (CopyData, MessagePart)
+_COPY_IN_ENDS = (CopyDone, CopyFail)
+_RESULT_ENDS = (CommandComplete, EmptyQueryResponse, PortalSuspended)
 
 _SHOW_SESSION_ID = re.compile(
     r"""^\s*show\s+(?:pgwarden\.session_id|"pgwarden\.session_id"|"pgwarden"\."session_id")\s*;?\s*$""",
@@ -413,7 +417,7 @@ class Relay:
 
     async def _on_client(self, msg: Message | MessagePart, out: list[bytes]) -> bool:
         """Handle one client message, appending what to send upstream. False: stop."""
-        if isinstance(msg, CopyData | MessagePart):
+        if isinstance(msg, _PASSED_AS_IS):
             out.append(msg.raw)
         elif isinstance(msg, Query):
             if self._expired():
@@ -519,7 +523,7 @@ class Relay:
                 self._enqueue(Pending(SYNC))
         elif isinstance(msg, Flush):
             out.append(msg.raw)
-        elif isinstance(msg, CopyDone | CopyFail):
+        elif isinstance(msg, _COPY_IN_ENDS):
             out.append(msg.raw)
             self.copy_in = False
         elif isinstance(msg, FunctionCall):
@@ -725,7 +729,7 @@ class Relay:
         if isinstance(msg, DataRow):
             self._columns_for(front)
             return self._filter(msg)
-        if isinstance(msg, CommandComplete | EmptyQueryResponse | PortalSuspended):
+        if isinstance(msg, _RESULT_ENDS):
             if front is not None and front.kind == EXECUTE:
                 self._pop()
             self.columns = None
