@@ -124,13 +124,16 @@ class Catalog:
             return False
         return True
 
-    async def describe(self, target: str, sql: str) -> RowDescription | None:
-        """The columns ``sql`` would return, described (never run) on the side connection,
-        with their tables loaded for ``resolve``. Raises when it cannot be described."""
+    async def describe(
+        self, target: str, sql: str, search_path: str | None = None
+    ) -> RowDescription | None:
+        """The columns ``sql`` would return, described (never run) on the side connection
+        with the session's ``search_path``, their tables loaded for ``resolve``. Raises when
+        it cannot be described."""
         cat = self._cat(target)
         if cat is None:
             raise LookupError(f"unknown target {target!r}")
-        desc = await cat.conn.describe(sql)
+        desc = await cat.conn.describe(sql, search_path)
         if desc is not None and not await self.prepare(target, desc):
             raise LookupError("the catalog could not be read")
         return desc

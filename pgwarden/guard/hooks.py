@@ -199,7 +199,7 @@ class GuardHooks(SessionHooks):
 
     async def session_started(self, info: SessionInfo) -> None:
         if self.masker is not None:
-            self.masking = SessionMasking(self.masker, self.catalog, info.target)
+            self.masking = SessionMasking(self.masker, self.catalog, info.target, info.search_path)
         if self.recording is not None:
             self.recorder = SessionRecorder(self.recording, info, masker=self.masker)
             await self.recorder.start()
@@ -289,7 +289,7 @@ class GuardHooks(SessionHooks):
         statement to review is held: the returned verdict waits for the decision."""
         scope = None
         if self.masking is not None and verdict.action == "allow":
-            scope = await self.masking.scope(j.classification)
+            scope = await self.masking.scope(j.classification, names_unsure=self.names_unsure)
             if scope.refusal is not None:
                 decision = Decision(
                     "deny", "masking-unavailable", scope.refusal, self.policy.mode, fail_closed=True
@@ -402,7 +402,7 @@ class GuardHooks(SessionHooks):
             await self.recorder.apply_settings(c)
         scope = None
         if self.masking is not None:
-            scope = await self.masking.scope(c)
+            scope = await self.masking.scope(c, names_unsure=self.names_unsure)
             if scope.refusal is not None:
                 return Verdict.deny(scope.refusal, rule="masking-unavailable")
         ref = StatementScope(recorded, scope) if recorded or scope else None

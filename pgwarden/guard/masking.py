@@ -67,10 +67,17 @@ class MaskingScope:
 
 
 class SessionMasking:
-    def __init__(self, masker: Masker, catalog: Catalog | None, target: str) -> None:
+    def __init__(
+        self,
+        masker: Masker,
+        catalog: Catalog | None,
+        target: str,
+        search_path: str | None = None,
+    ) -> None:
         self.masker = masker
         self.catalog = catalog
         self.target = target
+        self.search_path = search_path  # the session's start-up one: names resolve with it
         self._needs_lineage = any(not r.by_name for r in masker.rules)
         self._rows: OrderedDict[tuple[bytes, frozenset[str]], RowMasker] = OrderedDict()
         self._last: tuple[RowDescription | None, frozenset[str], RowMasker] | None = None
@@ -91,35 +98,39 @@ class SessionMasking:
         ):
             raise MaskingFailure("the catalog could not be read to match column rules")
 
-    async def scope(self, c: Classification) -> MaskingScope:
-        """Called when a statement is allowed: what its results need."""
+    async def scope(self, c: Classification, *, names_unsure: bool = False) -> MaskingScope:
+        """Called when a statement is allowed: what its results need. ``names_unsure``: the
+        session changed its search_path or role, or has temporary objects, so a COPY's source
+        described on the side connection could be another table than the session's."""
         copies = []
         refusal = None
         for st in c.statements:
             if st.copy is None:
                 continue
-            plan = await self._copy_plan(st.copy)
+            plan = await self._copy_plan(st.copy, names_unsure)
             copies.append(plan)
             if plan.types is None and refusal is None:
                 if st.copy.format == "binary":
                     refusal = (
                         "a binary COPY whose columns the gateway cannot describe (for example "
-                        "of a temporary table) cannot be masked; use COPY in text or CSV format"
+                        "of a temporary table, or once the session changed its search_path) "
+                        "cannot be masked; use COPY in text or CSV format"
                     )
                 elif self.masker.rules:
                     refusal = (
                         "a COPY whose columns the gateway cannot describe (for example of a "
-                        "temporary table) cannot be checked against the column masking rules"
+                        "temporary table, or once the session changed its search_path) cannot "
+                        "be checked against the column masking rules"
                     )
         return MaskingScope(c.tables_read, copies, refusal=refusal)
 
-    async def _copy_plan(self, options: CopyOptions) -> CopyPlan:
+    async def _copy_plan(self, options: CopyOptions, names_unsure: bool) -> CopyPlan:
         if not self.enabled or not (self.masker.rules or options.format == "binary"):
             return CopyPlan(options, types=())  # nothing to describe: known enough
-        if self.catalog is None or options.source is None:
+        if self.catalog is None or options.source is None or names_unsure:
             return CopyPlan(options)
         try:
-            desc = await self.catalog.describe(self.target, options.source)
+            desc = await self.catalog.describe(self.target, options.source, self.search_path)
         except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
             # Only visible to the session (a temp table), or the side connection is down:
             # the plan stays unknown and the COPY is refused when its data starts.

@@ -48,18 +48,18 @@ class SideConnection:
         ``search_path`` (None: the role's default); return the first column of each row."""
         async with self.lock:
             try:
-                return await asyncio.wait_for(
-                    self._with_path(sql, bind, param_types, search_path), _TIMEOUT
-                )
+                await asyncio.wait_for(self._set_path(search_path), _TIMEOUT)
+                return await asyncio.wait_for(self._query(sql, bind, param_types), _TIMEOUT)
             except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
                 self.close()
                 raise
 
-    async def describe(self, sql: str) -> RowDescription | None:
-        """The columns ``sql`` would return (Parse + Describe, never executed); None if it
-        returns no rows."""
+    async def describe(self, sql: str, search_path: str | None = None) -> RowDescription | None:
+        """The columns ``sql`` would return (Parse + Describe, never executed), its names
+        resolved with ``search_path``; None if it returns no rows."""
         async with self.lock:
             try:
+                await asyncio.wait_for(self._set_path(search_path), _TIMEOUT)
                 return await asyncio.wait_for(self._describe(sql), _TIMEOUT)
             except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
                 self.close()
@@ -90,21 +90,19 @@ class SideConnection:
             )
         return self.up
 
-    async def _with_path(
-        self, sql: str, bind: Bind | None, param_types: Sequence[int], search_path: str | None
-    ) -> list[str]:
+    async def _set_path(self, search_path: str | None) -> None:
+        # A failure closes the connection (query/describe): a new one starts at the default.
         await self._connect()
-        if search_path != self.search_path:
-            self.search_path = None  # unknown until the server has said yes
-            if search_path is None:
-                await self._query("RESET search_path", None, ())
-            else:
-                value = Bind.build("", "", (search_path.encode(),))
-                await self._query(
-                    "SELECT pg_catalog.set_config('search_path', $1, false)", value, (25,)
-                )
-            self.search_path = search_path
-        return await self._query(sql, bind, param_types)
+        if search_path == self.search_path:
+            return
+        if search_path is None:
+            await self._query("RESET search_path", None, ())
+        else:
+            value = Bind.build("", "", (search_path.encode(),))
+            await self._query(
+                "SELECT pg_catalog.set_config('search_path', $1, false)", value, (25,)
+            )
+        self.search_path = search_path
 
     @staticmethod
     async def _replies(up: Upstream) -> AsyncIterator[Message]:

@@ -1,11 +1,15 @@
-"""Row estimates resolve table names as the session does: a session whose search_path points
-at another schema than the estimator's must not have its writes estimated against the table
-of the same name there (a small one), or the blast-radius rules can be walked around.
+"""Row estimates and COPY descriptions resolve table names as the session does: a session
+whose search_path points at another schema than the estimator's must not have its writes
+estimated against the table of the same name there (a small one), or the blast-radius rules
+can be walked around.
 
 The database has ``accounts`` twice: ``public.accounts`` (ids 1..2000, a primary key) and
 ``tenant.accounts`` (2000 rows, all with id 5, no key; ids 1501..3500 in ``other_id``). Through
 the gateway with the default policy, a write to most of ``tenant.accounts`` must be held
 (refused here, nobody approves) however the session came to resolve ``accounts`` there.
+Likewise ``people`` (three columns in both schemas, the third one ``tenant.people.secret``
+under a column rule): a COPY's columns, described on the gateway's side connection, must be
+tenant's, or the COPY refused; public's would let the secret through as ``extra``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ INSERT INTO public.accounts SELECT g, g, 0 FROM generate_series(1, {ROWS}) g;
 CREATE SCHEMA tenant;
 CREATE TABLE tenant.accounts (id int, other_id int, v int);
 INSERT INTO tenant.accounts SELECT 5, 1500 + g, 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE public.people (id int, note text, extra text);
+INSERT INTO public.people VALUES (1, 'nothing to hide', 'plain');
+CREATE TABLE tenant.people (id int, note text, secret text);
+INSERT INTO tenant.people VALUES (1, 'note', 'SECRET-4711');
 ANALYZE;
 """
 
@@ -148,3 +156,54 @@ def test_a_function_that_switches_the_search_path(
     finally:
         db.execute("UPDATE tenant.accounts SET v = 0 WHERE v <> 0")
         db.execute("DROP FUNCTION public.switch_tenant()")
+
+
+# -- COPY: its source's columns, described for the column rules --------------------------------
+
+
+@pytest.fixture
+def masked_connect(db: TargetDb, make_gateway: MakeGateway) -> Callable[..., psycopg.Connection]:
+    gw = make_gateway(
+        targets={"paths": db.target()},
+        masking={"columns": ["tenant.people.secret"], "strategy": "redact"},
+    )
+
+    def make(**extra: str) -> psycopg.Connection:
+        dsn = gw.dsn(user="alice", dbname="paths", password=gw.token("alice"), **extra)
+        return psycopg.connect(dsn, autocommit=True)
+
+    return make
+
+
+def copy_out(conn: psycopg.Connection, sql: str) -> bytes:
+    with conn.cursor().copy(sql) as cp:
+        return b"".join(bytes(b) for b in cp)
+
+
+def test_a_copy_is_described_with_the_start_up_search_path(
+    masked_connect: Callable[..., psycopg.Connection],
+) -> None:
+    with masked_connect(options="-c search_path=tenant") as conn:
+        data = copy_out(conn, "COPY people TO STDOUT")
+    assert b"SECRET-4711" not in data
+    assert data.startswith(b"1\tnote\t")  # the rest of the row as it is
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "SET search_path = tenant",
+        "SELECT set_config('search_path', 'tenant', false)",
+    ],
+)
+def test_a_copy_after_the_search_path_changed_is_refused(
+    masked_connect: Callable[..., psycopg.Connection], switch: str
+) -> None:
+    with masked_connect() as conn:
+        assert b"nothing to hide" in copy_out(conn, "COPY people TO STDOUT")  # public's
+        conn.execute(switch)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="search_path"):
+            copy_out(conn, "COPY people TO STDOUT")
+        rows = conn.execute("SELECT * FROM people").fetchall()  # lineage from the result itself
+    assert len(rows) == 1 and rows[0][:2] == (1, "note")
+    assert "4711" not in rows[0][2]
