@@ -19,7 +19,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.support.databases import TargetDb, ensure_database
+from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
 
 DBNAME = "search_paths"
@@ -41,14 +41,7 @@ ANALYZE;
 
 @pytest.fixture(scope="module")
 def db(shop: TargetDb) -> TargetDb:
-    cluster = shop.cluster
-    if DBNAME in cluster.databases():
-        cluster.execute(f"DROP DATABASE {DBNAME} WITH (FORCE)")
-    ensure_database(cluster, DBNAME, owner=shop.user)
-    target = TargetDb(cluster, DBNAME, shop.user, shop.password, shop.auth)
-    with psycopg.connect(target.dsn(), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    return target
+    return fresh_database(shop, DBNAME, SCHEMA)
 
 
 @pytest.fixture

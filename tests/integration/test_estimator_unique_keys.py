@@ -21,7 +21,7 @@ from pgwarden.guard.estimator import Estimator
 from pgwarden.policy import RowEstimate
 from pgwarden.protocol.messages import Bind
 from pgwarden.sql import classify
-from tests.support.databases import TargetDb, ensure_database
+from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
 
 DBNAME = "unique_keys"
@@ -66,14 +66,7 @@ ANALYZE;
 
 @pytest.fixture(scope="module")
 def db(shop: TargetDb) -> TargetDb:
-    cluster = shop.cluster
-    if DBNAME in cluster.databases():
-        cluster.execute(f"DROP DATABASE {DBNAME} WITH (FORCE)")
-    ensure_database(cluster, DBNAME, owner=shop.user)
-    target = TargetDb(cluster, DBNAME, shop.user, shop.password, shop.auth)
-    with psycopg.connect(target.dsn(), autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    return target
+    return fresh_database(shop, DBNAME, SCHEMA)
 
 
 class Asker:

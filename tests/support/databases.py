@@ -23,6 +23,7 @@ __all__ = [
     "create_scratch_table",
     "ensure_database",
     "ensure_role",
+    "fresh_database",
     "pg_program",
     "run_pgbench",
     "run_psql",
@@ -93,6 +94,19 @@ def ensure_role(
 def ensure_database(cluster: DevCluster, name: str, owner: str) -> None:
     if name not in cluster.databases():
         cluster.create_database(name, owner=owner)
+
+
+def fresh_database(like: TargetDb, name: str, schema: str) -> TargetDb:
+    """Database ``name`` on ``like``'s cluster, made anew and owned by ``like``'s role, with
+    ``schema`` (SQL) run in it as that role; a target reached as ``like`` is."""
+    cluster = like.cluster
+    if name in cluster.databases():
+        cluster.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+    ensure_database(cluster, name, owner=like.user)
+    target = TargetDb(cluster, name, like.user, like.password, like.auth)
+    with psycopg.connect(target.dsn(), autocommit=True) as conn:
+        conn.execute(schema)
+    return target
 
 
 def grant_usage(cluster: DevCluster, dbname: str, roles: Sequence[str]) -> None:
