@@ -70,7 +70,10 @@ def explain_command(
     result = explain(policy, sql, identity, target, estimates)
     if estimates is not None:  # what the decision read, per statement (null: none)
         result["estimates"] = [
-            None if e is None else {"rows": e.rows, "table_rows": e.table_rows} for e in estimates
+            None
+            if e is None
+            else {"rows": e.rows, "table_rows": e.table_rows, "cascaded": e.cascaded}
+            for e in estimates
         ]
     typer.echo(json.dumps(result, indent=2, sort_keys=False, default=str))
 

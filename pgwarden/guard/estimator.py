@@ -15,6 +15,12 @@ of a plain table, at most one row can match, and the estimate is the planner's o
 multi-column index, a column type other than integers and uuid, inheritance children,
 rewrite rules, a parameter of a lossy type (``int8_col = $1`` bound as float8).
 
+A DELETE also counts the rows other tables lose or change through foreign keys (ON DELETE
+CASCADE, SET NULL, SET DEFAULT), down cascading chains: for each such key, the deleted rows
+times the referencing table's rows per row of the referenced one (both the planner's sizes).
+That is an average: a parent with far more children than the rest is underestimated. UPDATEs
+of referenced keys (ON UPDATE ...) and MERGE's deletes are not followed.
+
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
 search_path later (SET, RESET ALL, set_config) gets no estimates (see ``GuardHooks``).
@@ -86,6 +92,18 @@ SELECT json_build_object(
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)
 """
+# Foreign keys whose ON DELETE deletes (c) or changes (n: SET NULL, d: SET DEFAULT) rows of
+# another table, referencing the table named $1 (declared once: not their partitions' clones).
+_CASCADES = """
+SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype)), '[]')::text
+FROM pg_constraint f
+JOIN pg_class c ON c.oid = f.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE f.contype = 'f' AND f.conparentid = 0 AND f.confdeltype IN ('c', 'n', 'd')
+  AND f.confrelid = to_regclass($1)
+"""
+#: How many foreign keys down a chain of ON DELETE CASCADE is followed.
+CASCADE_DEPTH = 4
 #: Parameter types a key may be compared with: unspecified (the column's own), the integers,
 #: numeric, oid, uuid and text (compared as the key's type or refused). Not float4/float8,
 #: which map several int8 keys to one value.
@@ -99,13 +117,15 @@ class Estimator:
         self._targets = targets
         self._pools: dict[str, list[SideConnection]] = {}
         self._turn = 0
-        self._table_rows: dict[tuple[int, str, str], tuple[float, float]] = {}
+        self._table_rows: dict[tuple[int, str, str, bool], tuple[float, float]] = {}
         # (target, search_path, relation as written) -> ((schema, table, unique key columns)
         # or None, when)
         self._keys: dict[
             tuple[int, str | None, str], tuple[tuple[str, str, frozenset[str]] | None, float]
         ] = {}
         self.by_key = 0  # estimates made from a unique key, without EXPLAIN
+        # (target, schema, table) -> ([(schema, table, action)] referencing it, when)
+        self._fks: dict[tuple[int, str, str], tuple[list[tuple[str, str, str]], float]] = {}
 
     def _conn(self, target: str) -> SideConnection | None:
         pool = self._pools.get(target)
@@ -181,15 +201,18 @@ class Estimator:
         nodes = _modify_nodes(plan)
         if not nodes:
             return None
-        rows = 0.0
+        rows = cascaded = 0.0
         table_rows: float | None = None
         for node in nodes:
-            rows += sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
+            node_rows = sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
+            rows += node_rows
             rel, schema = node.get("Relation Name"), node.get("Schema")
             if rel and schema:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
-        return RowEstimate(rows=rows, table_rows=table_rows)
+                if node.get("Operation") == "Delete":
+                    cascaded += await self._cascaded(conn, str(schema), str(rel), node_rows, path)
+        return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
 
     async def _by_key(
         self, conn: SideConnection, key: KeyLookup, param_types: Sequence[int], path: str | None
@@ -205,8 +228,52 @@ class Estimator:
         if table is None or columns.isdisjoint(table[2]):
             return None
         table_rows = await self._table_size(conn, table[0], table[1], path)
+        cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path) if key.deletes else 0.0
         self.by_key += 1
-        return RowEstimate(rows=1.0, table_rows=table_rows)
+        return RowEstimate(rows=1.0, table_rows=table_rows, cascaded=cascaded)
+
+    async def _cascaded(
+        self,
+        conn: SideConnection,
+        schema: str,
+        rel: str,
+        rows: float,
+        path: str | None,
+        chain: frozenset[tuple[str, str]] = frozenset(),
+    ) -> float:
+        """Rows of other tables that deleting ``rows`` rows of schema.rel deletes or changes
+        through foreign keys, following ON DELETE CASCADE down to CASCADE_DEPTH keys."""
+        chain = chain | {(schema, rel)}
+        if rows <= 0 or len(chain) > CASCADE_DEPTH:
+            return 0.0
+        children = await self._referencing(conn, schema, rel, path)
+        if not children:
+            return 0.0
+        parent_rows = max(await self._table_size(conn, schema, rel, path), 1.0)
+        total = 0.0
+        for child_schema, child, action in children:
+            size = await self._table_size(conn, child_schema, child, path, only=False)
+            hit = min(size, rows * size / parent_rows)
+            total += hit
+            if action == "c" and (child_schema, child) not in chain:
+                total += await self._cascaded(conn, child_schema, child, hit, path, chain)
+        return total
+
+    async def _referencing(
+        self, conn: SideConnection, schema: str, rel: str, path: str | None
+    ) -> list[tuple[str, str, str]]:
+        cache_key = (id(conn.target), schema, rel)
+        now = time.monotonic()
+        known = self._fks.get(cache_key)
+        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+            return known[0]
+        name = f"{_quote(schema)}.{_quote(rel)}"
+        out = await conn.query(_CASCADES, Bind.build("", "", (name.encode(),)), (25,), path)
+        found = [(str(s), str(t), str(a)) for s, t, a in json.loads(out[0])] if out else []
+        if len(self._fks) >= 4096:
+            self._fks.clear()
+        self._fks[cache_key] = (found, now)
+        return found
 
     async def _unique_keys(
         self, conn: SideConnection, relation: str, path: str | None
@@ -228,16 +295,19 @@ class Estimator:
         return found
 
     async def _table_size(
-        self, conn: SideConnection, schema: str, rel: str, path: str | None
+        self, conn: SideConnection, schema: str, rel: str, path: str | None, *, only: bool = True
     ) -> float:
+        """The planner's rows for a full scan of schema.rel (with its partitions and
+        inheritance children unless ``only``)."""
         # The pool's connections share one TargetConfig: it names the database.
-        key = (id(conn.target), schema, rel)
+        key = (id(conn.target), schema, rel, only)
         now = time.monotonic()
         known = self._table_rows.get(key)
         if known is not None and now - known[1] < TABLE_ROWS_TTL:
             return known[0]
         full = await conn.query(
-            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY {_quote(schema)}.{_quote(rel)}",  # noqa: S608
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {'ONLY ' if only else ''}"  # noqa: S608
+            f"{_quote(schema)}.{_quote(rel)}",
             None,
             (),
             path,  # a qualified name: only so that the connection keeps the session's path

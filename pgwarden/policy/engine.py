@@ -282,7 +282,7 @@ def _match(
             return None
         if estimate is None:
             return _NEEDS_ESTIMATE
-        if w.estimated_rows_over is not None and not estimate.rows > w.estimated_rows_over:
+        if w.estimated_rows_over is not None and not estimate.total > w.estimated_rows_over:
             return None
         if w.estimated_fraction_over is not None:
             fraction = estimate.fraction
@@ -291,6 +291,8 @@ def _match(
         text = f"estimated to touch {estimate.rows:,.0f} rows"
         if estimate.fraction is not None:
             text += f" ({estimate.fraction:.0%} of the table)"
+        if estimate.cascaded:
+            text += f" and {estimate.cascaded:,.0f} more through foreign keys"
         facts.append(text)
         if witness is None:
             witness = next(

@@ -59,11 +59,18 @@ class RowEstimate:
 
     ``rows``: rows the statement's UPDATE/DELETE/MERGE would touch (the ModifyTable node's
     input rows). ``table_rows``: rows in the written table (``pg_class.reltuples``), or None
-    when unknown (then ``estimated_fraction_over`` cannot match).
+    when unknown (then ``estimated_fraction_over`` cannot match). ``cascaded``: rows of other
+    tables a DELETE would delete or change through foreign keys (ON DELETE CASCADE, SET NULL,
+    SET DEFAULT); ``estimated_rows_over`` counts them, the fraction of the table does not.
     """
 
     rows: float
     table_rows: float | None = None
+    cascaded: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.rows + self.cascaded
 
     @property
     def fraction(self) -> float | None:

@@ -127,7 +127,7 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
-def _key_lookup(f: dict[str, Any]) -> KeyLookup | None:
+def _key_lookup(f: dict[str, Any], *, deletes: bool = False) -> KeyLookup | None:
     """The ``column = value`` terms of a one-table UPDATE/DELETE's WHERE (the WHERE itself or
     an argument of its top AND: whatever the other terms say, they only narrow it). A value
     is a literal or a parameter alone: a cast could compare through a type that maps several
@@ -172,7 +172,7 @@ def _key_lookup(f: dict[str, Any]) -> KeyLookup | None:
         return None
     schema = rel.get("schemaname")
     name = _quote(str(rel["relname"]))
-    return KeyLookup(f"{_quote(str(schema))}.{name}" if schema else name, tuple(keys))
+    return KeyLookup(f"{_quote(str(schema))}.{name}" if schema else name, tuple(keys), deletes)
 
 
 def _own_column(value: Any, qualifier: str) -> str | None:
@@ -512,7 +512,7 @@ class _Walker:
         self.op(ctx, "delete", targets=(target,), where=where_kind(f.get("whereClause")))
         self.write(ctx, target)
         if ctx.top and not f.get("withClause") and not f.get("usingClause"):
-            self.key_lookup = _key_lookup(f)
+            self.key_lookup = _key_lookup(f, deletes=True)
         body = self.with_clause(f.get("withClause"), ctx)
         self.rest("DeleteStmt", f, body, skip=("relation", "withClause"))
 

@@ -172,11 +172,13 @@ class KeyLookup:
     value (the estimator then needs no EXPLAIN, see ``pgwarden.guard.estimator``).
 
     ``relation``: the table as written, quoted for ``to_regclass`` (``"public"."orders"``);
-    ``columns``: (column, parameter number) for each such term, 0 when the value is a literal.
+    ``columns``: (column, parameter number) for each such term, 0 when the value is a literal;
+    ``deletes``: a DELETE (whose foreign keys may delete or change rows elsewhere).
     """
 
     relation: str
     columns: tuple[tuple[str, int], ...]
+    deletes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,7 @@ def test_explain_estimate_of_a_write_by_key_is_one_row(cli_env: dict[str, Any]) 
     )
     first, second, third = doc["estimates"]
     assert first["rows"] == 1.0 and first["table_rows"] > 1, doc
+    assert first["cascaded"] == 0.0  # an UPDATE; orders is referenced by nothing anyway
     assert second["rows"] > first["table_rows"] / 2, doc  # most of the table
     assert third is None
     assert [s["action"] for s in doc["statements"]] == ["allow", "review", "allow"]

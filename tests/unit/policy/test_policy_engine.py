@@ -328,6 +328,19 @@ def test_estimate_rules() -> None:
     assert "estimated to touch 5,000 rows (50% of the table)" in d.reason
 
 
+def test_rows_through_foreign_keys_count_toward_rows_not_the_fraction() -> None:
+    sql = "DELETE FROM tenants WHERE id = 1"
+    d = decide(BLAST, sql, estimate=RowEstimate(1, 2, cascaded=4500))
+    assert d.rule == "big"
+    assert "estimated to touch 1 rows (50% of the table) and 4,500 more through foreign keys" in (
+        d.reason
+    )
+    assert decide(BLAST, sql, estimate=RowEstimate(1, 100, cascaded=999)).rule == "ok"
+    assert decide(BLAST, sql, estimate=RowEstimate(1, 100, cascaded=1000)).rule == "big"
+    assert decide(BLAST, sql, estimate=RowEstimate(10, 100, cascaded=900)).rule == "ok"
+    assert RowEstimate(10, 100, cascaded=900).fraction == 0.1
+
+
 def test_missing_estimate_skips_the_rule_and_says_so() -> None:
     d = decide(BLAST, "UPDATE t SET a = 1 WHERE b > 3")
     assert (d.rule, d.estimate_missing) == ("ok", True)
