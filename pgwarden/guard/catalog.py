@@ -10,18 +10,23 @@ column is traced to the base column it depends on (``pg_depend`` of the view's r
 that has the same name, through views of views; a renamed column (``ssn AS tax_id``) keeps
 the view's own lineage, so only a rule naming the view or a ``*.column`` rule matches it
 (content detectors apply either way).
+
+Functions: which called function names could be a user's VOLATILE function (one that may
+write), for the policy (``GuardHooks``: a statement calling one runs code the gateway cannot
+see, as a CALL does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
 
 from pgwarden.config import TargetConfig
 from pgwarden.guard.sideconn import SideConnection
-from pgwarden.protocol.messages import RowDescription
+from pgwarden.protocol.messages import Bind, RowDescription
 from pgwarden.proxy.upstream import UpstreamError
 
 log = logging.getLogger("pgwarden.catalog")
@@ -45,6 +50,25 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
 """
 _MIN_RELOAD = 2.0
 
+# Which of the names $1 (a JSON array; "name" or "schema.name", matched without regard to
+# case, in any schema when unqualified) could be a function that writes: one defined by a user
+# (not in pg_catalog or information_schema, not part of an extension) and VOLATILE. PostgreSQL
+# refuses writes inside STABLE and IMMUTABLE functions, so only VOLATILE ones can write.
+_VOLATILE_USER_FUNCTIONS = """
+SELECT coalesce(json_agg(q.name), '[]')::text
+FROM json_array_elements_text($1::json) AS q(name)
+WHERE EXISTS (
+  SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE lower(p.proname) = lower(substring(q.name FROM '[^.]*$'))
+    AND (strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*')))
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND p.provolatile = 'v'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                    AND d.objid = p.oid AND d.deptype = 'e'))
+"""
+#: How long what a function name resolves to is kept.
+FUNCTIONS_TTL = 5.0
+
 
 class _TargetCatalog:
     def __init__(self, target: TargetConfig) -> None:
@@ -53,6 +77,7 @@ class _TargetCatalog:
         self.tables: set[int] = set()
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
+        self.functions: dict[str, tuple[bool, float]] = {}  # name -> (could write, when)
 
     async def load(self) -> None:
         async with self.lock:
@@ -108,6 +133,34 @@ class Catalog:
         if cat is None and target in self._targets:
             cat = self._cats[target] = _TargetCatalog(self._targets[target])
         return cat
+
+    async def volatile_user_functions(self, target: str, names: frozenset[str]) -> frozenset[str]:
+        """The names among ``names`` that could call a function that writes (see
+        _VOLATILE_USER_FUNCTIONS). Raises when the catalog cannot be read."""
+        cat = self._cat(target)
+        if cat is None:
+            raise LookupError(f"unknown target {target!r}")
+        now = time.monotonic()
+        known = cat.functions
+        writers = set()
+        unknown = []
+        for name in names:
+            hit = known.get(name)
+            if hit is None or now - hit[1] >= FUNCTIONS_TTL:
+                unknown.append(name)
+            elif hit[0]:
+                writers.add(name)
+        if unknown:
+            out = await cat.conn.query(
+                _VOLATILE_USER_FUNCTIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
+            )
+            found = set(json.loads(out[0])) if out else set()
+            if len(known) >= 4096:
+                known.clear()
+            for name in unknown:
+                known[name] = (name in found, now)
+            writers |= found
+        return frozenset(writers)
 
     async def prepare(self, target: str, desc: RowDescription) -> bool:
         """Make sure every table OID in ``desc`` is known. False if the catalog could not be

@@ -41,6 +41,7 @@ from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evalu
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
 from pgwarden.proxy.hooks import Hold, SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 
@@ -471,6 +472,8 @@ class GuardHooks(SessionHooks):
                 "deny", "gateway-owned-setting", owned, self.policy.mode, fail_closed=True
             )
             return Judgement(c, decision)
+        if c.functions and self.catalog is not None and c.error is None:
+            c = await self._calling_writers(info, c)
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -517,6 +520,19 @@ class GuardHooks(SessionHooks):
                     estimate_missing=True,
                 )
         return Judgement(c, decision)
+
+    async def _calling_writers(self, info: SessionInfo, c: Classification) -> Classification:
+        """``c``, or, when it calls a function of the target's that may write (a user's
+        VOLATILE one: what it does is out of the gateway's sight, as a CALL's is), ``c`` with
+        those statements opaque. If the catalog cannot be read, every call counts (fail
+        closed)."""
+        assert self.catalog is not None
+        try:
+            writers = await self.catalog.volatile_user_functions(info.target, c.functions)
+        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+            log.info("cannot look up the functions a statement calls: %s", exc)
+            writers = c.functions
+        return c.calling_writers(writers) if writers else c
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)

@@ -50,7 +50,8 @@ Flags (``StatementInfo.flags``): ``cascade`` (DROP/TRUNCATE ... CASCADE), ``if_e
 ``untrusted_language`` (a function in C, internal or an untrusted PL), ``unparsed_body`` (a
 function body that could not be parsed), ``dynamic_sql`` (procedural code runs SQL built at run
 time), ``row_locks`` (SELECT ... FOR UPDATE/SHARE), ``dynamic_set_config`` (set_config with a
-setting name that is not a literal).
+setting name that is not a literal), ``volatile_function`` (calls a user's VOLATILE function,
+which may write: set by the gateway from the target's catalog, not by ``classify``).
 
 ``via`` (``Operation.via``) says how an operation is nested: ``None`` (the statement itself),
 ``cte``, ``explain`` (not executed), ``explain_analyze``, ``prepare``, ``execute``, ``copy``,
@@ -60,7 +61,7 @@ setting name that is not a literal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 __all__ = [
@@ -130,6 +131,7 @@ FLAGS: frozenset[str] = frozenset(
         "dynamic_sql",
         "row_locks",
         "dynamic_set_config",
+        "volatile_function",
     }
 )
 
@@ -346,6 +348,18 @@ class Classification:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def calling_writers(self, names: frozenset[str]) -> Classification:
+        """This classification with the statements that call one of ``names`` (functions that
+        may write, known from the target's catalog) marked opaque, flag ``volatile_function``.
+        """
+        statements = tuple(
+            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
+            if st.functions & names
+            else st
+            for st in self.statements
+        )
+        return Classification(self.sql, statements, self.error)
 
     def retexted(self, sql: str, text: str) -> Classification:
         """This single-statement classification for ``sql``, another text of the same shape

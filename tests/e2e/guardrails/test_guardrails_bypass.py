@@ -614,26 +614,70 @@ def test_rule_and_trigger_on_a_temporary_view_are_refused(
     assert_unchanged(guard, before, "rules and triggers on scratch objects")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (policy gap): a SELECT of an existing user-defined function whose body writes "
-    "is allowed (only CALL is treated as opaque): `SELECT purge_orders()` deletes every order",
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT purge_orders()",
+        "SELECT public.purge_orders()",
+        'SELECT "PURGE_ORDERS"()',  # another function, same name up to case: counted too
+        "SELECT 1 FROM products WHERE purge_orders() IS NULL",
+        "SELECT * FROM purge_orders()",
+        "INSERT INTO orders SELECT * FROM orders WHERE purge_orders() IS NOT NULL",
+    ],
 )
 def test_existing_function_that_writes_called_through_select(
-    guard: GuardEnv, before: dict[str, Any]
+    guard: GuardEnv, before: dict[str, Any], sql: str
 ) -> None:
+    """A user's VOLATILE function may write (PostgreSQL refuses writes in STABLE and
+    IMMUTABLE ones): a statement that calls one runs code the gateway cannot see, as a CALL
+    does, and is held (refused here: nobody approves)."""
     guard.admin.execute(
         "CREATE FUNCTION public.purge_orders() RETURNS void LANGUAGE sql "
+        "AS 'DELETE FROM orders WHERE id > 0'; "
+        'CREATE FUNCTION public."PURGE_ORDERS"() RETURNS void LANGUAGE sql '
         "AS 'DELETE FROM orders WHERE id > 0'; "
         f"ALTER FUNCTION public.purge_orders() OWNER TO {OWNER}"
     )
     before = guard.fingerprint()
     try:
-        outcome = run_simple(guard, "SELECT purge_orders()")
-        assert_unchanged(guard, before, f"SELECT purge_orders() (created by the owner): {outcome}")
-        assert outcome.refused, outcome
+        for run in (run_simple, run_extended_unnamed):
+            outcome = run(guard, sql)
+            assert_unchanged(guard, before, f"{sql} (created by the owner): {outcome}")
+            assert outcome.refused, outcome
+            assert "opaque" in outcome.message or "held" in outcome.message, outcome
     finally:
-        guard.admin.execute("DROP FUNCTION IF EXISTS public.purge_orders()")
+        guard.admin.execute(
+            "DROP FUNCTION IF EXISTS public.purge_orders(); "
+            'DROP FUNCTION IF EXISTS public."PURGE_ORDERS"()'
+        )
+
+
+def test_functions_that_cannot_write_are_called_freely(guard: GuardEnv) -> None:
+    """STABLE and IMMUTABLE user functions (PostgreSQL refuses writes in them), built-in
+    volatile ones (random, now) and an extension's (uuid-ossp's uuid_generate_v4, installed
+    by an administrator) are ordinary reads."""
+    available = guard.admin.execute(
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'uuid-ossp'"
+    ).fetchone()
+    if available != (1,):
+        pytest.skip("uuid-ossp (PostgreSQL's contrib) is not installed")
+    guard.admin.execute(
+        "CREATE FUNCTION public.order_total(i int) RETURNS numeric STABLE LANGUAGE sql "
+        "AS 'SELECT amount FROM orders WHERE id = i'; "
+        'CREATE EXTENSION IF NOT EXISTS "uuid-ossp" SCHEMA public'
+    )
+    try:
+        with guard.connect() as conn:
+            assert conn.execute("SELECT order_total(1) IS NOT NULL").fetchone() == (True,)
+            assert conn.execute("SELECT random() < 2, now() IS NOT NULL").fetchone() == (
+                True,
+                True,
+            )
+            assert conn.execute("SELECT uuid_generate_v4() IS NOT NULL").fetchone() == (True,)
+    finally:
+        guard.admin.execute(
+            'DROP FUNCTION IF EXISTS public.order_total(int); DROP EXTENSION IF EXISTS "uuid-ossp"'
+        )
 
 
 def test_existing_procedure_called_is_held(guard: GuardEnv) -> None:
