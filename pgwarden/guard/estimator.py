@@ -26,8 +26,9 @@ Names resolve as in the session: the side connection takes the session's start-u
 search_path later (SET, RESET ALL, set_config) gets no estimates (see ``GuardHooks``).
 
 Limits, by design: the side connection sees committed schema only (not the session's
-temporary tables or uncommitted DDL), and a function that changes the search_path out of the
-classifier's sight (``SELECT switch_tenant('b')``) is not seen. When the estimate cannot be
+temporary tables or uncommitted DDL), and a STABLE function that changes the search_path out
+of the classifier's sight (``SELECT switch_tenant('b')``) is not seen (a VOLATILE one is held:
+``GuardHooks``). When the estimate cannot be
 had, the policy sees none and the rules that need one do not match (``estimate_missing`` is
 recorded with the decision).
 """

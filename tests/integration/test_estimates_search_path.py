@@ -122,21 +122,37 @@ def test_sessions_with_other_search_paths_share_the_estimator(
 
 
 INVISIBLE_SWITCH = (
-    "BUG (blast radius): a function that changes the search_path inside (set_config in a "
-    "PL/pgSQL body the session only calls) is out of the classifier's sight; the session's "
-    "names move and the estimator's do not, so a write to most of tenant.accounts is "
-    "estimated against public.accounts and allowed"
+    "BUG (blast radius): a STABLE function that changes the search_path inside (set_config in "
+    "a PL/pgSQL body; PostgreSQL lets a STABLE function call it) is out of the gateway's "
+    "sight; the session's names move and the estimator's do not, so a write to most of "
+    "tenant.accounts is estimated against public.accounts and allowed"
+)
+
+SWITCH = (
+    "CREATE OR REPLACE FUNCTION public.switch_tenant() RETURNS text LANGUAGE plpgsql {} AS "
+    "$$BEGIN PERFORM set_config('search_path', 'tenant', false); RETURN 'ok'; END$$"
 )
 
 
-@pytest.mark.xfail(strict=True, reason=INVISIBLE_SWITCH)
-def test_a_function_that_switches_the_search_path(
+def test_a_volatile_function_that_switches_the_search_path_is_held(
     connect: Callable[..., psycopg.Connection], db: TargetDb
 ) -> None:
-    db.execute(
-        "CREATE OR REPLACE FUNCTION public.switch_tenant() RETURNS text LANGUAGE plpgsql AS "
-        "$$BEGIN PERFORM set_config('search_path', 'tenant', false); RETURN 'ok'; END$$"
-    )
+    """A user's VOLATILE function may do anything (see the guardrails bypass tests)."""
+    db.execute(SWITCH.format("VOLATILE"))
+    try:
+        with connect() as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+                conn.execute("SELECT public.switch_tenant()")
+            assert conn.execute("SELECT current_schemas(false)").fetchone()[0][0] == "public"
+    finally:
+        db.execute("DROP FUNCTION public.switch_tenant()")
+
+
+@pytest.mark.xfail(strict=True, reason=INVISIBLE_SWITCH)
+def test_a_stable_function_that_switches_the_search_path(
+    connect: Callable[..., psycopg.Connection], db: TargetDb
+) -> None:
+    db.execute(SWITCH.format("STABLE"))
     try:
         with connect() as conn:
             conn.execute("SELECT public.switch_tenant()")
