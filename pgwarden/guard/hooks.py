@@ -44,6 +44,7 @@ from pgwarden.proxy.hooks import Hold, SessionHooks, SessionInfo, Statement, Ver
 from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
+from pgwarden.sql.functions import may_be_users
 
 log = logging.getLogger("pgwarden.guard")
 
@@ -473,7 +474,9 @@ class GuardHooks(SessionHooks):
             )
             return Judgement(c, decision)
         if c.functions and self.catalog is not None and c.error is None:
-            c = await self._calling_writers(info, c)
+            names = frozenset(filter(may_be_users, c.functions))
+            if names:
+                c = await self._calling_writers(info, c, names)
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -521,17 +524,19 @@ class GuardHooks(SessionHooks):
                 )
         return Judgement(c, decision)
 
-    async def _calling_writers(self, info: SessionInfo, c: Classification) -> Classification:
+    async def _calling_writers(
+        self, info: SessionInfo, c: Classification, names: frozenset[str]
+    ) -> Classification:
         """``c``, or, when it calls a function of the target's that may write (a user's
         VOLATILE one: what it does is out of the gateway's sight, as a CALL's is), ``c`` with
         those statements opaque. If the catalog cannot be read, every call counts (fail
         closed)."""
         assert self.catalog is not None
         try:
-            writers = await self.catalog.volatile_user_functions(info.target, c.functions)
+            writers = await self.catalog.volatile_user_functions(info.target, names)
         except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
             log.info("cannot look up the functions a statement calls: %s", exc)
-            writers = c.functions
+            writers = names
         return c.calling_writers(writers) if writers else c
 
     def _note_allowed(self, c: Classification) -> None:

@@ -10,10 +10,14 @@ another schema is treated as dangerous too, erring on the safe side).
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 __all__ = [
+    "BUILTIN_FUNCTIONS",
     "DANGEROUS_FUNCTIONS",
     "DANGEROUS_PREFIXES",
     "is_dangerous",
+    "may_be_users",
     "normalize_function_name",
 ]
 
@@ -83,3 +87,23 @@ def is_dangerous(name: str) -> bool:
     """True if the (normalized, possibly schema-qualified) function name is dangerous."""
     base = name.rsplit(".", 1)[-1].lower()
     return base in DANGEROUS_FUNCTIONS or base.startswith(DANGEROUS_PREFIXES)
+
+
+#: PostgreSQL's own function names (pg_catalog and information_schema, PostgreSQL 15).
+BUILTIN_FUNCTIONS: frozenset[str] = frozenset(
+    line
+    for line in files("pgwarden.sql").joinpath("builtin_functions.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+_SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
+
+
+def may_be_users(name: str) -> bool:
+    """Could a call of this (normalized) name run a function a user defined? Not for
+    PostgreSQL's own names called unqualified or in its schemas: pg_catalog comes first in
+    every search_path, so the built-in is the one called (unless a user's overload matches the
+    arguments better, which is not looked for)."""
+    schema, _, base = name.rpartition(".")
+    if schema:
+        return schema.lower() not in _SYSTEM_SCHEMAS
+    return base not in BUILTIN_FUNCTIONS

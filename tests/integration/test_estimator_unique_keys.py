@@ -21,6 +21,7 @@ from pgwarden.guard.estimator import Estimator
 from pgwarden.policy import RowEstimate
 from pgwarden.protocol.messages import Bind
 from pgwarden.sql import classify
+from pgwarden.sql.functions import BUILTIN_FUNCTIONS
 from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
 
@@ -303,3 +304,22 @@ def test_the_gateway_asks_no_explain_for_a_write_by_key(
     assert "EXPLAIN (FORMAT JSON, VERBOSE) UPDATE keyed SET v = 0 WHERE v = 12345" in log
     assert "EXPLAIN (FORMAT JSON, VERBOSE) UPDATE keyed SET v = 0 WHERE id = 5" not in log
     assert log.count("UPDATE keyed SET v = 0 WHERE id = 5") == 2  # the client's own two
+
+
+def test_the_builtin_function_list_holds_the_servers_own(db: TargetDb) -> None:
+    """pgwarden/sql/builtin_functions.txt lists PostgreSQL 15's own function names: a call
+    of one never asks the target's catalog. A name missing there only costs a look-up; on
+    another major version the list is compared loosely."""
+    own = {
+        r[0]
+        for r in db.query(
+            "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace IN "
+            "('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
+        )
+    }
+    version = int(db.query("SHOW server_version_num")[0][0]) // 10000
+    missing = own - BUILTIN_FUNCTIONS
+    if version == 15:
+        assert not missing
+    else:
+        assert len(missing) < len(own) * 0.1, sorted(missing)[:20]

@@ -20,6 +20,7 @@ from pgwarden.sql import (
     is_dangerous,
     split_statements,
 )
+from pgwarden.sql.functions import may_be_users
 
 
 def one(sql: str):
@@ -939,3 +940,29 @@ def test_key_lookup_is_the_same_for_another_text_of_the_shape() -> None:
     fresh = classify("UPDATE orders SET a = 2 WHERE id = 6").statements[0].key_lookup
     assert fresh is not None
     assert again.statements[0].key_lookup == fresh
+
+
+# ------------------------------------------------------- functions a user may have defined
+
+
+@pytest.mark.parametrize(
+    ("name", "users"),
+    [
+        ("now", False),
+        ("current_database", False),
+        ("pg_catalog.now", False),  # normalized to "now"
+        ("information_schema._pg_truetypid", False),
+        ("INFORMATION_SCHEMA._pg_truetypid", False),
+        ("purge_orders", True),
+        ("public.now", True),  # a user's function of a built-in's name, called by schema
+        ("Lower", True),  # "Lower"() is not lower()
+        ("uuid_generate_v4", True),  # an extension's: the catalog says so
+    ],
+)
+def test_may_be_users(name: str, users: bool) -> None:
+    assert may_be_users(name) is users
+
+
+def test_function_names_are_normalized_as_may_be_users_expects() -> None:
+    c = classify("SELECT pg_catalog.now(), lower('A'), public.lower('A'), purge()")
+    assert sorted(filter(may_be_users, c.functions)) == ["public.lower", "purge"]
