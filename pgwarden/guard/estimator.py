@@ -49,6 +49,7 @@ from pgwarden.protocol.messages import (
     Bind,
 )
 from pgwarden.proxy.upstream import UpstreamError
+from pgwarden.sql.idents import quote_ident
 from pgwarden.sql.model import KeyLookup
 
 log = logging.getLogger("pgwarden.estimator")
@@ -63,10 +64,6 @@ def _modify_nodes(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     for child in plan.get("Plans", ()) or ():
         found.extend(_modify_nodes(child))
     return found
-
-
-def _quote(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 #: Side connections per target: estimates of concurrent sessions do not wait for each other
@@ -268,7 +265,7 @@ class Estimator:
         known = self._fks.get(cache_key)
         if known is not None and now - known[1] < TABLE_ROWS_TTL:
             return known[0]
-        name = f"{_quote(schema)}.{_quote(rel)}"
+        name = f"{quote_ident(schema)}.{quote_ident(rel)}"
         out = await conn.query(_CASCADES, Bind.build("", "", (name.encode(),)), (25,), path)
         found = [(str(s), str(t), str(a)) for s, t, a in json.loads(out[0])] if out else []
         if len(self._fks) >= 4096:
@@ -308,7 +305,7 @@ class Estimator:
             return known[0]
         full = await conn.query(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {'ONLY ' if only else ''}"  # noqa: S608
-            f"{_quote(schema)}.{_quote(rel)}",
+            f"{quote_ident(schema)}.{quote_ident(rel)}",
             None,
             (),
             path,  # a qualified name: only so that the connection keeps the session's path

@@ -33,6 +33,7 @@ from pgwarden.sql._nodes import (
 )
 from pgwarden.sql.constfold import UNKNOWN, fold, mentions_columns, parse_bool, truth, where_kind
 from pgwarden.sql.functions import is_dangerous, normalize_function_name
+from pgwarden.sql.idents import quote_ident
 from pgwarden.sql.model import Classification, CopyOptions, KeyLookup, Operation, StatementInfo
 
 __all__ = [
@@ -123,10 +124,6 @@ def _rv_name(f: Any) -> str:
     return f"{schema}.{rel}" if schema else rel
 
 
-def _quote(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
-
-
 def _key_lookup(f: dict[str, Any], *, deletes: bool = False) -> KeyLookup | None:
     """The ``column = value`` terms of a one-table UPDATE/DELETE's WHERE (the WHERE itself or
     an argument of its top AND: whatever the other terms say, they only narrow it). A value
@@ -171,8 +168,8 @@ def _key_lookup(f: dict[str, Any], *, deletes: bool = False) -> KeyLookup | None
     if not keys:
         return None
     schema = rel.get("schemaname")
-    name = _quote(str(rel["relname"]))
-    return KeyLookup(f"{_quote(str(schema))}.{name}" if schema else name, tuple(keys), deletes)
+    name = quote_ident(str(rel["relname"]))
+    return KeyLookup(f"{quote_ident(str(schema))}.{name}" if schema else name, tuple(keys), deletes)
 
 
 def _own_column(value: Any, qualifier: str) -> str | None:
@@ -1175,8 +1172,8 @@ def _copy_options(f: dict[str, Any], relation: str, inner_sql: str | None) -> Co
         for item in items(f.get("attlist")):
             node = as_node(item)
             if node and node[0] == "String":
-                cols.append('"' + str(node[1].get("sval", "")).replace('"', '""') + '"')
-        quoted = ".".join('"' + p.replace('"', '""') + '"' for p in relation.split("."))
+                cols.append(quote_ident(str(node[1].get("sval", ""))))
+        quoted = ".".join(quote_ident(p) for p in relation.split("."))
         source = f"SELECT {', '.join(cols) or '*'} FROM {quoted}"  # noqa: S608 - identifiers are quoted
     return CopyOptions(
         format=fmt if fmt in ("text", "csv", "binary") else "text",  # type: ignore[arg-type]
