@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 
 from pgwarden.config import TargetConfig
+from pgwarden.guard.kept import Kept
 from pgwarden.guard.sideconn import SideConnection
 from pgwarden.protocol.messages import Bind, RowDescription
 from pgwarden.proxy.upstream import UpstreamError
@@ -77,7 +78,7 @@ class _TargetCatalog:
         self.tables: set[int] = set()
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
-        self.functions: dict[str, tuple[bool, float]] = {}  # name -> (could write, when)
+        self.functions: Kept[str, bool] = Kept()  # name -> could write
 
     async def load(self) -> None:
         async with self.lock:
@@ -140,13 +141,11 @@ class Catalog:
         cat = self._cat(target)
         if cat is None:
             raise LookupError(f"unknown target {target!r}")
-        now = time.monotonic()
-        known = cat.functions
         writers = set()
         unknown = []
         for name in names:
-            hit = known.get(name)
-            if hit is None or now - hit[1] >= FUNCTIONS_TTL:
+            hit = cat.functions.get(name, FUNCTIONS_TTL)
+            if hit is None:
                 unknown.append(name)
             elif hit[0]:
                 writers.add(name)
@@ -155,10 +154,8 @@ class Catalog:
                 _VOLATILE_USER_FUNCTIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
             )
             found = set(json.loads(out[0])) if out else set()
-            if len(known) >= 4096:
-                known.clear()
             for name in unknown:
-                known[name] = (name in found, now)
+                cat.functions.put(name, name in found)
             writers |= found
         return frozenset(writers)
 

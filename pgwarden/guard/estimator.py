@@ -38,11 +38,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pgwarden.config import TargetConfig
+from pgwarden.guard.kept import Kept
 from pgwarden.guard.sideconn import SideConnection
 from pgwarden.policy import RowEstimate
 from pgwarden.protocol.messages import (
@@ -115,15 +115,15 @@ class Estimator:
         self._targets = targets
         self._pools: dict[str, list[SideConnection]] = {}
         self._turn = 0
-        self._table_rows: dict[tuple[int, str, str, bool], tuple[float, float]] = {}
-        # (target, search_path, relation as written) -> ((schema, table, unique key columns)
-        # or None, when)
-        self._keys: dict[
-            tuple[int, str | None, str], tuple[tuple[str, str, frozenset[str]] | None, float]
-        ] = {}
+        # (target, schema, table, ONLY) -> planner rows
+        self._table_rows: Kept[tuple[int, str, str, bool], float] = Kept()
+        # (target, search_path, relation as written) -> (schema, table, unique key columns)
+        # or None
+        self._keys: Kept[tuple[int, str | None, str], tuple[str, str, frozenset[str]] | None]
+        self._keys = Kept()
+        # (target, schema, table) -> [(schema, table, action)] referencing it
+        self._fks: Kept[tuple[int, str, str], list[tuple[str, str, str]]] = Kept()
         self.by_key = 0  # estimates made from a unique key, without EXPLAIN
-        # (target, schema, table) -> ([(schema, table, action)] referencing it, when)
-        self._fks: dict[tuple[int, str, str], tuple[list[tuple[str, str, str]], float]] = {}
 
     def _conn(self, target: str) -> SideConnection | None:
         pool = self._pools.get(target)
@@ -261,25 +261,20 @@ class Estimator:
         self, conn: SideConnection, schema: str, rel: str, path: str | None
     ) -> list[tuple[str, str, str]]:
         cache_key = (id(conn.target), schema, rel)
-        now = time.monotonic()
-        known = self._fks.get(cache_key)
-        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+        known = self._fks.get(cache_key, TABLE_ROWS_TTL)
+        if known is not None:
             return known[0]
         name = f"{quote_ident(schema)}.{quote_ident(rel)}"
         out = await conn.query(_CASCADES, Bind.build("", "", (name.encode(),)), (25,), path)
         found = [(str(s), str(t), str(a)) for s, t, a in json.loads(out[0])] if out else []
-        if len(self._fks) >= 4096:
-            self._fks.clear()
-        self._fks[cache_key] = (found, now)
-        return found
+        return self._fks.put(cache_key, found)
 
     async def _unique_keys(
         self, conn: SideConnection, relation: str, path: str | None
     ) -> tuple[str, str, frozenset[str]] | None:
         cache_key = (id(conn.target), path, relation)
-        now = time.monotonic()
-        known = self._keys.get(cache_key)
-        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+        known = self._keys.get(cache_key, TABLE_ROWS_TTL)
+        if known is not None:
             return known[0]
         out = await conn.query(_UNIQUE_KEYS, Bind.build("", "", (relation.encode(),)), (25,), path)
         found: tuple[str, str, frozenset[str]] | None = None
@@ -287,10 +282,7 @@ class Estimator:
             doc = json.loads(out[0])
             if doc["plain"] and doc["keys"]:
                 found = (str(doc["schema"]), str(doc["table"]), frozenset(map(str, doc["keys"])))
-        if len(self._keys) >= 4096:
-            self._keys.clear()
-        self._keys[cache_key] = (found, now)
-        return found
+        return self._keys.put(cache_key, found)
 
     async def _table_size(
         self, conn: SideConnection, schema: str, rel: str, path: str | None, *, only: bool = True
@@ -299,9 +291,8 @@ class Estimator:
         inheritance children unless ``only``)."""
         # The pool's connections share one TargetConfig: it names the database.
         key = (id(conn.target), schema, rel, only)
-        now = time.monotonic()
-        known = self._table_rows.get(key)
-        if known is not None and now - known[1] < TABLE_ROWS_TTL:
+        known = self._table_rows.get(key, TABLE_ROWS_TTL)
+        if known is not None:
             return known[0]
         full = await conn.query(
             f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {'ONLY ' if only else ''}"  # noqa: S608
@@ -310,11 +301,9 @@ class Estimator:
             (),
             path,  # a qualified name: only so that the connection keeps the session's path
         )
-        n = float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
-        if len(self._table_rows) >= 4096:
-            self._table_rows.clear()
-        self._table_rows[key] = (n, now)
-        return n
+        return self._table_rows.put(
+            key, float(json.loads("".join(full))[0]["Plan"].get("Plan Rows", 0))
+        )
 
     async def close(self) -> None:
         for pool in self._pools.values():
