@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from pgwarden.config import TargetConfig
 from pgwarden.protocol.messages import (
@@ -25,6 +26,7 @@ from pgwarden.proxy import upstream as upstream_mod
 from pgwarden.proxy.upstream import Upstream, UpstreamError
 
 _TIMEOUT = 5.0
+_T = TypeVar("_T")
 
 
 class SideConnection:
@@ -46,21 +48,24 @@ class SideConnection:
     ) -> list[str]:
         """Run one statement with the given bind values, its names resolved with
         ``search_path`` (None: the role's default); return the first column of each row."""
-        async with self.lock:
-            try:
-                await asyncio.wait_for(self._set_path(search_path), _TIMEOUT)
-                return await asyncio.wait_for(self._query(sql, bind, param_types), _TIMEOUT)
-            except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
-                self.close()
-                raise
+        return await self._ask(search_path, lambda: self._query(sql, bind, param_types))
 
     async def describe(self, sql: str, search_path: str | None = None) -> RowDescription | None:
         """The columns ``sql`` would return (Parse + Describe, never executed), its names
         resolved with ``search_path``; None if it returns no rows."""
+        return await self._ask(search_path, lambda: self._describe(sql))
+
+    async def _ask(self, search_path: str | None, then: Callable[[], Awaitable[_T]]) -> _T:
+        """One question at a time, within one timeout: the session's search_path, then
+        ``then()``. A failure closes the connection (a new one starts at the role's default)."""
+
+        async def run() -> _T:
+            await self._set_path(search_path)
+            return await then()
+
         async with self.lock:
             try:
-                await asyncio.wait_for(self._set_path(search_path), _TIMEOUT)
-                return await asyncio.wait_for(self._describe(sql), _TIMEOUT)
+                return await asyncio.wait_for(run(), _TIMEOUT)
             except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
                 self.close()
                 raise
@@ -91,7 +96,6 @@ class SideConnection:
         return self.up
 
     async def _set_path(self, search_path: str | None) -> None:
-        # A failure closes the connection (query/describe): a new one starts at the default.
         await self._connect()
         if search_path == self.search_path:
             return
