@@ -145,16 +145,11 @@ def _key_lookup(f: dict[str, Any], *, deletes: bool = False) -> KeyLookup | None
     qualifier = str(alias.get("aliasname", "")) if isinstance(alias, dict) else str(rel["relname"])
     keys: list[tuple[str, int]] = []
     for term in terms:
-        node = as_node(term)
-        if node is None or node[0] != "A_Expr" or node[1].get("kind", "AEXPR_OP") != "AEXPR_OP":
+        comparison = _binary_operator(term)
+        if comparison is None or comparison[0] != "=":
             continue
-        e = node[1]
-        if [sval(n) for n in items(e.get("name"))] != ["="]:
-            continue
-        for col_side, value_side in (
-            (e.get("lexpr"), e.get("rexpr")),
-            (e.get("rexpr"), e.get("lexpr")),
-        ):
+        _op, lexpr, rexpr = comparison
+        for col_side, value_side in ((lexpr, rexpr), (rexpr, lexpr)):
             column = _own_column(col_side, qualifier)
             value = as_node(value_side)
             if column is None or value is None:
@@ -170,6 +165,17 @@ def _key_lookup(f: dict[str, Any], *, deletes: bool = False) -> KeyLookup | None
     schema = rel.get("schemaname")
     name = quote_ident(str(rel["relname"]))
     return KeyLookup(f"{quote_ident(str(schema))}.{name}" if schema else name, tuple(keys), deletes)
+
+
+def _binary_operator(term: Any) -> tuple[str, Any, Any] | None:
+    """(operator, left, right) of ``a <op> b`` with an unqualified operator, or None."""
+    node = as_node(term)
+    if node is None or node[0] != "A_Expr" or node[1].get("kind", "AEXPR_OP") != "AEXPR_OP":
+        return None
+    names = items(node[1].get("name"))
+    if len(names) != 1:
+        return None
+    return sval(names[0]), node[1].get("lexpr"), node[1].get("rexpr")
 
 
 def _own_column(value: Any, qualifier: str) -> str | None:
@@ -1327,12 +1333,10 @@ def _where_ignores_constants(where: Any) -> bool:
     tag, f = node
     if tag == "BoolExpr" and f.get("boolop") == "AND_EXPR":
         return all(_where_ignores_constants(arg) for arg in items(f.get("args")))
-    if tag != "A_Expr" or f.get("kind", "AEXPR_OP") != "AEXPR_OP":
+    comparison = _binary_operator(where)
+    if comparison is None or comparison[0] not in _COMPARISONS:
         return False
-    names = items(f.get("name"))
-    if len(names) != 1 or sval(names[0]) not in _COMPARISONS:
-        return False
-    left, right = as_node(f.get("lexpr")), as_node(f.get("rexpr"))
+    left, right = as_node(comparison[1]), as_node(comparison[2])
     sides = {left[0] if left else "", right[0] if right else ""}
     return "ColumnRef" in sides and sides <= {"ColumnRef", "A_Const", "ParamRef"}
 
