@@ -21,18 +21,25 @@ from pgwarden.protocol.messages import (
     ReadyForQuery,
     RowDescription,
     Sync,
+    Terminate,
 )
 from pgwarden.proxy import upstream as upstream_mod
 from pgwarden.proxy.upstream import Upstream, UpstreamError
 
 _TIMEOUT = 5.0
+# Unused this long, a side connection closes. DROP DATABASE (without FORCE) waits up to 5 s
+# for other sessions to leave its database; the gateway's own connections then leave in time,
+# and a target nobody uses holds no connection of the gateway's.
+IDLE_CLOSE = 2.0
 _T = TypeVar("_T")
 
 
 class SideConnection:
-    def __init__(self, target: TargetConfig) -> None:
+    def __init__(self, target: TargetConfig, *, idle_close: float = IDLE_CLOSE) -> None:
         self.target = target
+        self.idle_close = idle_close
         self.up: Upstream | None = None
+        self._idle: asyncio.TimerHandle | None = None
         self.lock = asyncio.Lock()  # one statement at a time
         # The search_path this connection has set for the session it answers for (None: its
         # role's default); names in a statement resolve as they do in that session.
@@ -64,11 +71,21 @@ class SideConnection:
             return await then()
 
         async with self.lock:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
             try:
-                return await asyncio.wait_for(run(), _TIMEOUT)
+                answer = await asyncio.wait_for(run(), _TIMEOUT)
             except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
                 self.close()
                 raise
+            self._idle = asyncio.get_running_loop().call_later(self.idle_close, self._close_idle)
+            return answer
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if not self.lock.locked() and not self.session_lock.locked():
+            self.close()
 
     async def _describe(self, sql: str) -> RowDescription | None:
         up = await self._connect()
@@ -146,7 +163,12 @@ class SideConnection:
         return rows
 
     def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self.up is not None:
             with contextlib.suppress(Exception):
+                if not self.up.writer.is_closing():
+                    self.up.writer.write(Terminate.build().raw)
                 self.up.writer.close()
         self.up = None
