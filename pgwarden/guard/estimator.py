@@ -16,10 +16,14 @@ multi-column index, a column type other than integers and uuid, inheritance chil
 rewrite rules, a parameter of a lossy type (``int8_col = $1`` bound as float8).
 
 A DELETE also counts the rows other tables lose or change through foreign keys (ON DELETE
-CASCADE, SET NULL, SET DEFAULT), down cascading chains: for each such key, the deleted rows
-times the referencing table's rows per row of the referenced one (both the planner's sizes).
-That is an average: a parent with far more children than the rest is underestimated. UPDATEs
-of referenced keys (ON UPDATE ...) and MERGE's deletes are not followed.
+CASCADE, SET NULL, SET DEFAULT), down cascading chains. The rows that reference the deleted
+ones directly are the planner's estimate for a semi-join on the DELETE's own table and WHERE
+(``SELECT 1 FROM orders WHERE (customer_id) IN (SELECT id FROM customers WHERE id = 7)``): it
+carries ``id = 7`` over to ``customer_id`` and reads that column's statistics for 7, so the
+one customer who holds most of the orders counts as such. Further down the chain, and for
+DELETEs with WITH or USING, and SQL-level EXECUTE, each key counts the deleted rows times the
+referencing table's rows per referenced row (an average). UPDATEs of referenced keys (ON
+UPDATE ...) and MERGE's deletes are not followed.
 
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
@@ -39,6 +43,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pgwarden.config import TargetConfig
@@ -49,6 +54,7 @@ from pgwarden.protocol.messages import (
     Bind,
 )
 from pgwarden.proxy.upstream import UpstreamError
+from pgwarden.sql.deleted import DeleteScope, delete_scope, where_onto
 from pgwarden.sql.idents import quote_ident
 from pgwarden.sql.model import KeyLookup
 
@@ -91,17 +97,48 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)
 """
 # Foreign keys whose ON DELETE deletes (c) or changes (n: SET NULL, d: SET DEFAULT) rows of
-# another table, referencing the table named $1 (declared once: not their partitions' clones).
+# another table, referencing the table named $1 (declared once: not their partitions' clones),
+# with their columns and the referenced ones, in key order.
 _CASCADES = """
-SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype)), '[]')::text
+SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype,
+  ARRAY(SELECT a.attname FROM unnest(f.conkey) WITH ORDINALITY k(num, i)
+        JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.num ORDER BY k.i),
+  ARRAY(SELECT a.attname FROM unnest(f.confkey) WITH ORDINALITY k(num, i)
+        JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.num ORDER BY k.i)
+)), '[]')::text
 FROM pg_constraint f
 JOIN pg_class c ON c.oid = f.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE f.contype = 'f' AND f.conparentid = 0 AND f.confdeltype IN ('c', 'n', 'd')
   AND f.confrelid = to_regclass($1)
 """
+_REFERENCING = "pgwarden_referencing"  # the referencing table's alias in a question
 #: How many foreign keys down a chain of ON DELETE CASCADE is followed.
 CASCADE_DEPTH = 4
+
+@dataclass(frozen=True, slots=True)
+class _Referencing:
+    """A foreign key of schema.table (``columns``) onto ``referenced`` columns, whose
+    ON DELETE ``action`` is c (CASCADE), n (SET NULL) or d (SET DEFAULT)."""
+
+    schema: str
+    table: str
+    action: str
+    columns: tuple[str, ...]
+    referenced: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Deleting:
+    """The plain DELETE being estimated (``sql``, see ``delete_scope``), to ask how many rows
+    reference the rows it deletes."""
+
+    sql: str
+    scope: DeleteScope
+    bind: Bind | None
+    param_types: Sequence[int]
+
+
 #: Parameter types a key may be compared with: unspecified (the column's own), the integers,
 #: numeric, oid, uuid and text (compared as the key's type or refused). Not float4/float8,
 #: which map several int8 keys to one value.
@@ -121,8 +158,8 @@ class Estimator:
         # or None
         self._keys: Kept[tuple[int, str | None, str], tuple[str, str, frozenset[str]] | None]
         self._keys = Kept()
-        # (target, schema, table) -> [(schema, table, action)] referencing it
-        self._fks: Kept[tuple[int, str, str], list[tuple[str, str, str]]] = Kept()
+        # (target, schema, table) -> the foreign keys referencing it
+        self._fks: Kept[tuple[int, str, str], list[_Referencing]] = Kept()
         self.by_key = 0  # estimates made from a unique key, without EXPLAIN
 
     def _conn(self, target: str) -> SideConnection | None:
@@ -154,10 +191,10 @@ class Estimator:
             return None
         try:
             if key is not None:
-                found = await self._by_key(conn, key, param_types, search_path)
+                found = await self._by_key(conn, key, sql, bind, param_types, search_path)
                 if found is not None:
                     return found
-            return await self._explain(conn, sql, bind, param_types, search_path)
+            return await self._explain(conn, sql, bind, param_types, search_path, deleting=True)
         except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
             return None
@@ -192,13 +229,19 @@ class Estimator:
         bind: Bind | None,
         param_types: Sequence[int],
         path: str | None,
+        *,
+        deleting: bool = False,
     ) -> RowEstimate | None:
+        """``deleting``: ``sql`` is the statement itself (not an EXECUTE of one), so that a
+        plain DELETE's referencing rows can be asked with its WHERE."""
         out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types, path)
         doc = json.loads("".join(out))
         plan = doc[0]["Plan"]
         nodes = _modify_nodes(plan)
         if not nodes:
             return None
+        scope = delete_scope(sql) if deleting and len(nodes) == 1 else None
+        first = _Deleting(sql, scope, bind, param_types) if scope is not None else None
         rows = cascaded = 0.0
         table_rows: float | None = None
         for node in nodes:
@@ -209,11 +252,19 @@ class Estimator:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
                 if node.get("Operation") == "Delete":
-                    cascaded += await self._cascaded(conn, str(schema), str(rel), node_rows, path)
+                    cascaded += await self._cascaded(
+                        conn, str(schema), str(rel), node_rows, path, first
+                    )
         return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
 
     async def _by_key(
-        self, conn: SideConnection, key: KeyLookup, param_types: Sequence[int], path: str | None
+        self,
+        conn: SideConnection,
+        key: KeyLookup,
+        sql: str,
+        bind: Bind | None,
+        param_types: Sequence[int],
+        path: str | None,
     ) -> RowEstimate | None:
         columns = {
             column
@@ -226,7 +277,11 @@ class Estimator:
         if table is None or columns.isdisjoint(table[2]):
             return None
         table_rows = await self._table_size(conn, table[0], table[1], path)
-        cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path) if key.deletes else 0.0
+        cascaded = 0.0
+        if key.deletes:
+            scope = delete_scope(sql)
+            first = _Deleting(sql, scope, bind, param_types) if scope is not None else None
+            cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path, first)
         self.by_key += 1
         return RowEstimate(rows=1.0, table_rows=table_rows, cascaded=cascaded)
 
@@ -237,10 +292,13 @@ class Estimator:
         rel: str,
         rows: float,
         path: str | None,
+        deleting: _Deleting | None = None,
         chain: frozenset[tuple[str, str]] = frozenset(),
     ) -> float:
         """Rows of other tables that deleting ``rows`` rows of schema.rel deletes or changes
-        through foreign keys, following ON DELETE CASCADE down to CASCADE_DEPTH keys."""
+        through foreign keys, following ON DELETE CASCADE down to CASCADE_DEPTH keys.
+        ``deleting``: the DELETE of these rows, whose referencing rows the planner is asked
+        for; without it (further down a chain), an average per referenced row."""
         chain = chain | {(schema, rel)}
         if rows <= 0 or len(chain) > CASCADE_DEPTH:
             return 0.0
@@ -249,24 +307,67 @@ class Estimator:
             return 0.0
         parent_rows = max(await self._table_size(conn, schema, rel, path), 1.0)
         total = 0.0
-        for child_schema, child, action in children:
-            size = await self._table_size(conn, child_schema, child, path, only=False)
-            hit = min(size, rows * size / parent_rows)
+        for fk in children:
+            size = await self._table_size(conn, fk.schema, fk.table, path, only=False)
+            if deleting is not None:
+                hit = await self._referencing_rows(conn, schema, rel, fk, deleting, path)
+            else:
+                hit = rows * size / parent_rows
+            hit = min(size, hit)
             total += hit
-            if action == "c" and (child_schema, child) not in chain:
-                total += await self._cascaded(conn, child_schema, child, hit, path, chain)
+            if fk.action == "c" and (fk.schema, fk.table) not in chain:
+                total += await self._cascaded(conn, fk.schema, fk.table, hit, path, None, chain)
         return total
+
+    async def _referencing_rows(
+        self,
+        conn: SideConnection,
+        schema: str,
+        rel: str,
+        fk: _Referencing,
+        deleting: _Deleting,
+        path: str | None,
+    ) -> float:
+        """The planner's rows of ``fk``'s table that reference a row ``deleting`` deletes:
+        the DELETE's condition on the referencing column when it reads only the referenced
+        one, else a semi-join on the DELETE's table and WHERE."""
+        scope = deleting.scope
+        referencing = ", ".join(f"{_REFERENCING}.{quote_ident(c)}" for c in fk.columns)
+        onto = None
+        if len(fk.columns) == 1:
+            onto = where_onto(deleting.sql, fk.referenced[0], _REFERENCING, fk.columns[0])
+        if onto is not None:
+            condition = onto
+        else:
+            table = f"{quote_ident(schema)}.{quote_ident(rel)}"
+            qualifier = quote_ident(scope.alias) if scope.alias is not None else table
+            alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
+            where = f" WHERE {scope.where}" if scope.where is not None else ""
+            referenced = ", ".join(f"{qualifier}.{quote_ident(c)}" for c in fk.referenced)
+            condition = (
+                f"({referencing}) IN (SELECT {referenced} FROM "  # noqa: S608 - as below
+                f"{'ONLY ' if scope.only else ''}{table}{alias}{where})"
+            )
+        sql = (
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM "  # noqa: S608 - names quoted, WHERE the client's
+            f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING} WHERE {condition}"
+        )
+        out = await conn.query(sql, deleting.bind, deleting.param_types, path)
+        return float(json.loads("".join(out))[0]["Plan"].get("Plan Rows", 0))
 
     async def _referencing(
         self, conn: SideConnection, schema: str, rel: str, path: str | None
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[_Referencing]:
         cache_key = (id(conn.target), schema, rel)
         known = self._fks.get(cache_key, TABLE_ROWS_TTL)
         if known is not None:
             return known[0]
         name = f"{quote_ident(schema)}.{quote_ident(rel)}"
         out = await conn.query(_CASCADES, Bind.build("", "", (name.encode(),)), (25,), path)
-        found = [(str(s), str(t), str(a)) for s, t, a in json.loads(out[0])] if out else []
+        found = [
+            _Referencing(str(s), str(t), str(a), tuple(map(str, cols)), tuple(map(str, refs)))
+            for s, t, a, cols, refs in (json.loads(out[0]) if out else ())
+        ]
         return self._fks.put(cache_key, found)
 
     async def _unique_keys(

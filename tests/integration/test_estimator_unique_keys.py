@@ -27,6 +27,8 @@ from tests.support.fixtures import MakeGateway
 
 DBNAME = "unique_keys"
 ROWS = 2000
+CUSTOMERS = 1000
+BIG = 5000  # customer 7's orders; every other customer has one or two
 
 SCHEMA = f"""
 CREATE TABLE keyed (id int PRIMARY KEY, v int);
@@ -76,6 +78,17 @@ CREATE TABLE tenant_events_b PARTITION OF tenant_events FOR VALUES FROM (500) TO
 INSERT INTO tenant_events SELECT 1 + g % 2, g % 1000 FROM generate_series(1, {ROWS // 2}) g;
 CREATE TABLE tenant_audit (tenant_id int REFERENCES tenants);  -- NO ACTION: changes nothing
 INSERT INTO tenant_audit SELECT 2 FROM generate_series(1, {ROWS});
+CREATE TABLE customers (id int PRIMARY KEY, name text, region text);
+INSERT INTO customers SELECT g, 'c' || g, CASE WHEN g = 7 THEN 'big' ELSE 'small' END
+  FROM generate_series(1, {CUSTOMERS}) g;
+CREATE TABLE customer_orders (id int PRIMARY KEY,
+  customer_id int REFERENCES customers ON DELETE CASCADE);
+INSERT INTO customer_orders SELECT g, CASE WHEN g <= {BIG} THEN 7 ELSE g % {CUSTOMERS} + 1 END
+  FROM generate_series(1, {BIG} + {CUSTOMERS}) g;
+INSERT INTO customer_orders SELECT g, NULL  -- no customer: deleting none of them touches these
+  FROM generate_series({BIG} + {CUSTOMERS} + 1, {BIG} + {CUSTOMERS} + 3000) g;
+CREATE TABLE customer_lines (order_id int REFERENCES customer_orders ON DELETE CASCADE);
+INSERT INTO customer_lines SELECT id FROM customer_orders;
 ANALYZE;
 """
 
@@ -235,6 +248,49 @@ def test_updates_and_deletes_without_cascades_count_none(estimator: Asker) -> No
     assert found is not None and 0.5 < found.cascaded < 2.0  # its one line
 
 
+def big_customer_orders(db: TargetDb) -> int:
+    return int(db.query("SELECT count(*) FROM customer_orders WHERE customer_id = 7")[0][0])
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("DELETE FROM customers WHERE id = 7", ()),
+        ("DELETE FROM customers AS c WHERE c.id = 7 RETURNING c.name", ()),
+        ("DELETE FROM ONLY public.customers WHERE customers.id = $1", (b"7",)),
+        ("DELETE FROM customers WHERE id = 7 AND name LIKE 'c%'", ()),  # planned, not by key
+        ("DELETE FROM customers WHERE id IN (7, 8)", ()),
+    ],
+)
+def test_the_customer_who_holds_most_orders_counts_as_such(
+    estimator: Asker, db: TargetDb, sql: str, params: tuple[bytes, ...]
+) -> None:
+    """Customer 7 holds 5000 of the 6000 orders (each with a line); the average customer
+    holds 6. Deleting customer 7 deletes ~10,000 rows, and the estimate says so."""
+    found, _ = estimator.estimate(sql, params=params, param_types=(23,) * len(params))
+    assert found is not None and found.rows <= 2.0
+    held = big_customer_orders(db)
+    assert found.cascaded == pytest.approx(2 * held, rel=0.1), found
+
+
+def test_a_small_customer_is_not_counted_as_the_big_one(estimator: Asker) -> None:
+    for sql in (
+        "DELETE FROM customers WHERE id = 8",
+        "DELETE FROM customers WHERE name = 'c8'",  # a semi-join, as the planner estimates one
+        "DELETE FROM customers WHERE id IS NULL",  # not the 3000 orders of no customer
+    ):
+        found, _ = estimator.estimate(sql)
+        assert found is not None and found.cascaded < 20, (sql, found)
+
+
+def test_further_down_a_chain_and_with_using_it_is_an_average(estimator: Asker) -> None:
+    """A DELETE with USING is not one table and its WHERE: each key counts the average."""
+    found, _ = estimator.estimate(
+        "DELETE FROM customers c USING customers d WHERE c.id = d.id AND d.id = 7"
+    )
+    assert found is not None and found.cascaded < 20, found
+
+
 # -- through the gateway: the decision follows the estimate --------------------------------
 
 
@@ -257,6 +313,20 @@ def test_a_delete_that_cascades_to_many_rows_is_held(
         assert conn.execute("DELETE FROM order_lines WHERE order_id = 3").rowcount == 1
     assert db.query("SELECT count(*) FROM tenant_orders") == before
     assert db.query("SELECT count(*) FROM tenants") == [(2,)]
+
+
+def test_deleting_the_customer_who_holds_most_orders_is_held(
+    gw_dsn: Callable[[], str], db: TargetDb
+) -> None:
+    before = big_customer_orders(db)
+    with psycopg.connect(gw_dsn(), autocommit=True) as conn:
+        for sql in ("DELETE FROM customers WHERE id = 7", "DELETE FROM customers WHERE id = %s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+                conn.execute(sql, (7,) if "%s" in sql else None)
+        # a customer with one order is deleted with it
+        assert conn.execute("DELETE FROM customers WHERE id = %s", (9,)).rowcount == 1
+    assert big_customer_orders(db) == before
+    assert db.query("SELECT count(*) FROM customer_orders WHERE customer_id = 9") == [(0,)]
 
 
 def test_writes_a_key_does_not_bound_are_held(gw_dsn: Callable[[], str], db: TargetDb) -> None:
