@@ -16,14 +16,15 @@ multi-column index, a column type other than integers and uuid, inheritance chil
 rewrite rules, a parameter of a lossy type (``int8_col = $1`` bound as float8).
 
 A DELETE also counts the rows other tables lose or change through foreign keys (ON DELETE
-CASCADE, SET NULL, SET DEFAULT), down cascading chains. The rows that reference the deleted
-ones directly are the planner's estimate for a semi-join on the DELETE's own table and WHERE
-(``SELECT 1 FROM orders WHERE (customer_id) IN (SELECT id FROM customers WHERE id = 7)``): it
-carries ``id = 7`` over to ``customer_id`` and reads that column's statistics for 7, so the
-one customer who holds most of the orders counts as such. Further down the chain, and for
-DELETEs with WITH or USING, and SQL-level EXECUTE, each key counts the deleted rows times the
-referencing table's rows per referenced row (an average). UPDATEs of referenced keys (ON
-UPDATE ...) and MERGE's deletes are not followed.
+CASCADE, SET NULL, SET DEFAULT), and an UPDATE that sets a referenced column those that ON
+UPDATE CASCADE / SET NULL / SET DEFAULT change, down cascading chains. The rows that reference
+the written ones directly are asked of the planner with the statement's own condition
+(``pgwarden.sql.writes``): ``id = 7`` put on ``customer_id``, whose statistics the planner
+reads for 7, so the one customer who holds most of the orders counts as such; other
+conditions as a semi-join on the statement's table and WHERE. Further down a chain, and for
+statements with WITH, USING or FROM, and SQL-level EXECUTE, each key counts the written rows
+times the referencing table's rows per referenced row (an average). MERGE's deletes and
+updates, and UPDATEs in WITH, are not followed.
 
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
@@ -54,9 +55,9 @@ from pgwarden.protocol.messages import (
     Bind,
 )
 from pgwarden.proxy.upstream import UpstreamError
-from pgwarden.sql.deleted import DeleteScope, delete_scope, where_onto
 from pgwarden.sql.idents import quote_ident
 from pgwarden.sql.model import KeyLookup
+from pgwarden.sql.writes import WriteScope, where_onto, write_scope
 
 log = logging.getLogger("pgwarden.estimator")
 
@@ -96,11 +97,11 @@ SELECT json_build_object(
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)
 """
-# Foreign keys whose ON DELETE deletes (c) or changes (n: SET NULL, d: SET DEFAULT) rows of
-# another table, referencing the table named $1 (declared once: not their partitions' clones),
-# with their columns and the referenced ones, in key order.
+# Foreign keys whose ON DELETE or ON UPDATE deletes or changes (c: CASCADE, n: SET NULL, d: SET
+# DEFAULT) rows of another table, referencing the table named $1 (declared once: not their
+# partitions' clones), with their columns and the referenced ones, in key order.
 _CASCADES = """
-SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype,
+SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype, f.confupdtype,
   ARRAY(SELECT a.attname FROM unnest(f.conkey) WITH ORDINALITY k(num, i)
         JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.num ORDER BY k.i),
   ARRAY(SELECT a.attname FROM unnest(f.confkey) WITH ORDINALITY k(num, i)
@@ -109,32 +110,54 @@ SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, f.confdeltype,
 FROM pg_constraint f
 JOIN pg_class c ON c.oid = f.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE f.contype = 'f' AND f.conparentid = 0 AND f.confdeltype IN ('c', 'n', 'd')
+WHERE f.contype = 'f' AND f.conparentid = 0
+  AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd'))
   AND f.confrelid = to_regclass($1)
 """
 _REFERENCING = "pgwarden_referencing"  # the referencing table's alias in a question
+
+
+def _writing(
+    sql: str, scope: WriteScope | None, bind: Bind | None, param_types: Sequence[int]
+) -> _Writing | None:
+    return _Writing(sql, scope, bind, param_types) if scope is not None and scope.alone else None
+
+
 #: How many foreign keys down a chain of ON DELETE CASCADE is followed.
 CASCADE_DEPTH = 4
 
+_CHANGES = frozenset("cnd")  # CASCADE, SET NULL, SET DEFAULT (not NO ACTION, RESTRICT)
+
+
 @dataclass(frozen=True, slots=True)
 class _Referencing:
-    """A foreign key of schema.table (``columns``) onto ``referenced`` columns, whose
-    ON DELETE ``action`` is c (CASCADE), n (SET NULL) or d (SET DEFAULT)."""
+    """A foreign key of schema.table (``columns``) onto ``referenced`` columns, with its
+    ON DELETE and ON UPDATE actions (pg_constraint's letters)."""
 
     schema: str
     table: str
-    action: str
+    on_delete: str
+    on_update: str
     columns: tuple[str, ...]
     referenced: tuple[str, ...]
 
+    def changes(self, sets: frozenset[str] | None) -> str | None:
+        """Its action when the referenced rows are deleted (``sets`` None) or have
+        ``sets`` set, if that action deletes or changes the referencing rows."""
+        if sets is None:
+            return self.on_delete if self.on_delete in _CHANGES else None
+        if self.on_update in _CHANGES and not sets.isdisjoint(self.referenced):
+            return self.on_update
+        return None
+
 
 @dataclass(frozen=True, slots=True)
-class _Deleting:
-    """The plain DELETE being estimated (``sql``, see ``delete_scope``), to ask how many rows
-    reference the rows it deletes."""
+class _Writing:
+    """The DELETE or UPDATE being estimated (``sql``, written alone: see ``write_scope``),
+    to ask with its own WHERE and parameters how many rows reference the rows it writes."""
 
     sql: str
-    scope: DeleteScope
+    scope: WriteScope
     bind: Bind | None
     param_types: Sequence[int]
 
@@ -194,7 +217,16 @@ class Estimator:
                 found = await self._by_key(conn, key, sql, bind, param_types, search_path)
                 if found is not None:
                     return found
-            return await self._explain(conn, sql, bind, param_types, search_path, deleting=True)
+            scope = write_scope(sql)
+            return await self._explain(
+                conn,
+                sql,
+                bind,
+                param_types,
+                search_path,
+                scope,
+                _writing(sql, scope, bind, param_types),
+            )
         except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
             return None
@@ -215,7 +247,9 @@ class Estimator:
             async with conn.session_lock:  # PREPARE .. DEALLOCATE: nobody else in between
                 await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, (), search_path)
                 try:
-                    return await self._explain(conn, renamed, None, (), search_path)
+                    return await self._explain(
+                        conn, renamed, None, (), search_path, write_scope(body), None
+                    )
                 finally:
                     await conn.query("DEALLOCATE pgwarden_estimate", None, (), search_path)
         except _FAILURES as exc:
@@ -229,19 +263,19 @@ class Estimator:
         bind: Bind | None,
         param_types: Sequence[int],
         path: str | None,
-        *,
-        deleting: bool = False,
+        scope: WriteScope | None,
+        writing: _Writing | None,
     ) -> RowEstimate | None:
-        """``deleting``: ``sql`` is the statement itself (not an EXECUTE of one), so that a
-        plain DELETE's referencing rows can be asked with its WHERE."""
+        """``scope``: of the statement that writes (``sql`` or the statement it EXECUTEs);
+        ``writing``: ``sql`` itself, when its referencing rows can be asked with its WHERE."""
         out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types, path)
         doc = json.loads("".join(out))
         plan = doc[0]["Plan"]
         nodes = _modify_nodes(plan)
         if not nodes:
             return None
-        scope = delete_scope(sql) if deleting and len(nodes) == 1 else None
-        first = _Deleting(sql, scope, bind, param_types) if scope is not None else None
+        if len(nodes) > 1:  # writes in WITH: which node sets what is not known here
+            scope = writing = None
         rows = cascaded = 0.0
         table_rows: float | None = None
         for node in nodes:
@@ -251,9 +285,11 @@ class Estimator:
             if rel and schema:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
-                if node.get("Operation") == "Delete":
+                operation = node.get("Operation")
+                if operation == "Delete" or (operation == "Update" and scope is not None):
+                    sets = scope.sets if operation == "Update" and scope is not None else None
                     cascaded += await self._cascaded(
-                        conn, str(schema), str(rel), node_rows, path, first
+                        conn, str(schema), str(rel), node_rows, path, sets, writing
                     )
         return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
 
@@ -277,11 +313,11 @@ class Estimator:
         if table is None or columns.isdisjoint(table[2]):
             return None
         table_rows = await self._table_size(conn, table[0], table[1], path)
-        cascaded = 0.0
-        if key.deletes:
-            scope = delete_scope(sql)
-            first = _Deleting(sql, scope, bind, param_types) if scope is not None else None
-            cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path, first)
+        scope = write_scope(sql)
+        if scope is None:
+            return None
+        writing = _writing(sql, scope, bind, param_types)
+        cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path, scope.sets, writing)
         self.by_key += 1
         return RowEstimate(rows=1.0, table_rows=table_rows, cascaded=cascaded)
 
@@ -292,13 +328,15 @@ class Estimator:
         rel: str,
         rows: float,
         path: str | None,
-        deleting: _Deleting | None = None,
+        sets: frozenset[str] | None,
+        writing: _Writing | None = None,
         chain: frozenset[tuple[str, str]] = frozenset(),
     ) -> float:
-        """Rows of other tables that deleting ``rows`` rows of schema.rel deletes or changes
-        through foreign keys, following ON DELETE CASCADE down to CASCADE_DEPTH keys.
-        ``deleting``: the DELETE of these rows, whose referencing rows the planner is asked
-        for; without it (further down a chain), an average per referenced row."""
+        """Rows of other tables that deleting ``rows`` rows of schema.rel (``sets`` None) or
+        setting their ``sets`` columns deletes or changes through foreign keys, following
+        CASCADE down to CASCADE_DEPTH keys. ``writing``: the statement writing these rows,
+        whose referencing rows the planner is asked for; without it (further down a chain),
+        an average per referenced row."""
         chain = chain | {(schema, rel)}
         if rows <= 0 or len(chain) > CASCADE_DEPTH:
             return 0.0
@@ -308,15 +346,22 @@ class Estimator:
         parent_rows = max(await self._table_size(conn, schema, rel, path), 1.0)
         total = 0.0
         for fk in children:
+            action = fk.changes(sets)
+            if action is None:
+                continue
             size = await self._table_size(conn, fk.schema, fk.table, path, only=False)
-            if deleting is not None:
-                hit = await self._referencing_rows(conn, schema, rel, fk, deleting, path)
+            if writing is not None:
+                hit = await self._referencing_rows(conn, schema, rel, fk, writing, path)
             else:
                 hit = rows * size / parent_rows
             hit = min(size, hit)
             total += hit
-            if fk.action == "c" and (fk.schema, fk.table) not in chain:
-                total += await self._cascaded(conn, fk.schema, fk.table, hit, path, None, chain)
+            if action == "c" and (fk.schema, fk.table) not in chain:
+                # a cascaded UPDATE sets the referencing columns, which others may reference
+                then = None if sets is None else frozenset(fk.columns)
+                total += await self._cascaded(
+                    conn, fk.schema, fk.table, hit, path, then, None, chain
+                )
         return total
 
     async def _referencing_rows(
@@ -325,17 +370,17 @@ class Estimator:
         schema: str,
         rel: str,
         fk: _Referencing,
-        deleting: _Deleting,
+        writing: _Writing,
         path: str | None,
     ) -> float:
-        """The planner's rows of ``fk``'s table that reference a row ``deleting`` deletes:
-        the DELETE's condition on the referencing column when it reads only the referenced
-        one, else a semi-join on the DELETE's table and WHERE."""
-        scope = deleting.scope
+        """The planner's rows of ``fk``'s table that reference a row ``writing`` writes: the
+        statement's condition on the referencing column when it reads only the referenced
+        one, else a semi-join on the statement's table and WHERE."""
+        scope = writing.scope
         referencing = ", ".join(f"{_REFERENCING}.{quote_ident(c)}" for c in fk.columns)
         onto = None
         if len(fk.columns) == 1:
-            onto = where_onto(deleting.sql, fk.referenced[0], _REFERENCING, fk.columns[0])
+            onto = where_onto(writing.sql, fk.referenced[0], _REFERENCING, fk.columns[0])
         if onto is not None:
             condition = onto
         else:
@@ -352,7 +397,7 @@ class Estimator:
             "EXPLAIN (FORMAT JSON) SELECT 1 FROM "  # noqa: S608 - names quoted, WHERE the client's
             f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING} WHERE {condition}"
         )
-        out = await conn.query(sql, deleting.bind, deleting.param_types, path)
+        out = await conn.query(sql, writing.bind, writing.param_types, path)
         return float(json.loads("".join(out))[0]["Plan"].get("Plan Rows", 0))
 
     async def _referencing(
@@ -365,8 +410,10 @@ class Estimator:
         name = f"{quote_ident(schema)}.{quote_ident(rel)}"
         out = await conn.query(_CASCADES, Bind.build("", "", (name.encode(),)), (25,), path)
         found = [
-            _Referencing(str(s), str(t), str(a), tuple(map(str, cols)), tuple(map(str, refs)))
-            for s, t, a, cols, refs in (json.loads(out[0]) if out else ())
+            _Referencing(
+                str(s), str(t), str(d), str(u), tuple(map(str, cols)), tuple(map(str, refs))
+            )
+            for s, t, d, u, cols, refs in (json.loads(out[0]) if out else ())
         ]
         return self._fks.put(cache_key, found)
 

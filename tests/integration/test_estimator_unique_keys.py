@@ -89,6 +89,16 @@ INSERT INTO customer_orders SELECT g, NULL  -- no customer: deleting none of the
   FROM generate_series({BIG} + {CUSTOMERS} + 1, {BIG} + {CUSTOMERS} + 3000) g;
 CREATE TABLE customer_lines (order_id int REFERENCES customer_orders ON DELETE CASCADE);
 INSERT INTO customer_lines SELECT id FROM customer_orders;
+CREATE TABLE accounts (id int PRIMARY KEY, code text UNIQUE, name text);
+INSERT INTO accounts SELECT g, 'a' || g, 'n' FROM generate_series(1, {CUSTOMERS}) g;
+CREATE TABLE transfers (
+  account_id int REFERENCES accounts ON UPDATE CASCADE,
+  account_code text REFERENCES accounts (code) ON UPDATE SET NULL,
+  noted_id int REFERENCES accounts  -- ON UPDATE NO ACTION: changes nothing
+);
+INSERT INTO transfers SELECT 7, 'a7', 7 FROM generate_series(1, {BIG});
+INSERT INTO transfers SELECT g % {CUSTOMERS} + 1, 'a' || (g % {CUSTOMERS} + 1), 7
+  FROM generate_series(1, {CUSTOMERS}) g;
 ANALYZE;
 """
 
@@ -237,7 +247,7 @@ def test_a_delete_counts_what_its_foreign_keys_delete_or_change(estimator: Asker
 
 def test_updates_and_deletes_without_cascades_count_none(estimator: Asker) -> None:
     for sql in (
-        "UPDATE tenants SET id = 1 WHERE id = 1",  # ON UPDATE: not followed
+        "UPDATE tenants SET id = 1 WHERE id = 1",  # ON UPDATE NO ACTION: changes nothing
         "UPDATE tenants SET id = id WHERE id < 2",  # the same, planned
         "DELETE FROM order_lines WHERE order_id = 1",  # referenced by nothing
         "DELETE FROM keyed WHERE id = 1",
@@ -291,6 +301,35 @@ def test_further_down_a_chain_and_with_using_it_is_an_average(estimator: Asker) 
     assert found is not None and found.cascaded < 20, found
 
 
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("UPDATE accounts SET id = 100000 WHERE id = 7", ()),  # by key
+        ("UPDATE accounts SET id = $1 WHERE id = $2", (b"100000", b"7")),
+        ("UPDATE accounts a SET code = 'zz', name = 'x' WHERE a.code = 'a7'", ()),  # SET NULL
+        ("UPDATE accounts SET id = id + 100000 WHERE id IN (7, 8)", ()),  # planned
+    ],
+)
+def test_an_update_of_a_referenced_key_counts_what_on_update_changes(
+    estimator: Asker, sql: str, params: tuple[bytes, ...]
+) -> None:
+    """Account 7 has 5000 of the 6000 transfers; changing its id or code changes theirs."""
+    found, _ = estimator.estimate(sql, params=params, param_types=(23,) * len(params))
+    assert found is not None and found.rows <= 2.0
+    assert found.cascaded == pytest.approx(BIG, rel=0.1), found
+
+
+def test_an_update_of_other_columns_or_a_small_account_counts_little(estimator: Asker) -> None:
+    for sql, at_most in (
+        ("UPDATE accounts SET name = 'x' WHERE id = 7", 0.0),  # nothing references name
+        ("UPDATE accounts SET name = code WHERE id < 500", 0.0),
+        ("UPDATE accounts SET id = 100000 WHERE id = 8", 20.0),
+        ("UPDATE accounts SET code = 'zz' WHERE code = 'a8'", 20.0),
+    ):
+        found, _ = estimator.estimate(sql)
+        assert found is not None and found.cascaded <= at_most, (sql, found)
+
+
 # -- through the gateway: the decision follows the estimate --------------------------------
 
 
@@ -327,6 +366,18 @@ def test_deleting_the_customer_who_holds_most_orders_is_held(
         assert conn.execute("DELETE FROM customers WHERE id = %s", (9,)).rowcount == 1
     assert big_customer_orders(db) == before
     assert db.query("SELECT count(*) FROM customer_orders WHERE customer_id = 9") == [(0,)]
+
+
+def test_changing_the_key_of_the_account_most_transfers_reference_is_held(
+    gw_dsn: Callable[[], str], db: TargetDb
+) -> None:
+    with psycopg.connect(gw_dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+            conn.execute("UPDATE accounts SET id = 100000 WHERE id = 7")
+        assert conn.execute("UPDATE accounts SET name = 'x' WHERE id = 7").rowcount == 1
+        assert conn.execute("UPDATE accounts SET id = 100009 WHERE id = 9").rowcount == 1
+    assert db.query("SELECT count(*) FROM transfers WHERE account_id = 7") == [(BIG + 1,)]
+    assert db.query("SELECT count(*) FROM transfers WHERE account_id = 100009") == [(1,)]
 
 
 def test_writes_a_key_does_not_bound_are_held(gw_dsn: Callable[[], str], db: TargetDb) -> None:

@@ -1,12 +1,12 @@
-"""The rows a DELETE deletes, as the parts of a query that selects them.
+"""The rows a DELETE or UPDATE writes, as the parts of a query that selects them.
 
-The estimator asks the planner how many rows of another table reference the deleted ones
-(foreign keys with ON DELETE CASCADE / SET NULL / SET DEFAULT). When the DELETE's WHERE reads
-only the referenced column (``id = 7``, ``id IN (7, 8)``, ``id < $1``), the same condition is
-put on the referencing column (``customer_id IN (7, 8)``), whose statistics the planner then
-reads for those values: deleting the one customer who holds most of the orders counts as
-such, not as an average customer. Otherwise the question is a semi-join on the DELETE's own
-table and WHERE, estimated as the planner estimates joins.
+The estimator asks the planner how many rows of another table reference the written ones
+(foreign keys with ON DELETE / ON UPDATE CASCADE, SET NULL or SET DEFAULT). When the
+statement's WHERE reads only the referenced column (``id = 7``, ``id IN (7, 8)``, ``id <
+$1``), the same condition is put on the referencing column (``customer_id IN (7, 8)``), whose
+statistics the planner then reads for those values: deleting the one customer who holds most
+of the orders counts as such, not as an average customer. Otherwise the question is a
+semi-join on the statement's own table and WHERE, estimated as the planner estimates joins.
 """
 
 from __future__ import annotations
@@ -21,20 +21,26 @@ from pglast.visitors import Visitor
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteScope:
-    """``DELETE FROM [ONLY] table [AS alias] [WHERE where]``: ``only``, ``alias`` (None
-    when the table is not renamed) and ``where`` as SQL (None: every row)."""
+class WriteScope:
+    """``DELETE FROM`` or ``UPDATE [ONLY] table [AS alias] [SET ...] [WHERE where]``.
+
+    ``sets``: the columns an UPDATE sets (None: a DELETE). ``alone``: the rows written are
+    those a query of the table alone selects with ``only``, ``alias`` (None when the table
+    is not renamed) and ``where`` (SQL; None: every row); False with WITH, USING or FROM,
+    WHERE CURRENT OF, or a WHERE that cannot be printed back.
+    """
 
     only: bool
     alias: str | None
     where: str | None
+    sets: frozenset[str] | None
+    alone: bool
 
 
 @functools.lru_cache(maxsize=256)
-def delete_scope(sql: str) -> DeleteScope | None:
-    """The scope of ``sql`` when it is one plain DELETE (no WITH, USING or WHERE CURRENT
-    OF, which a query of the table alone cannot reproduce); None otherwise, and when it does
-    not parse."""
+def write_scope(sql: str) -> WriteScope | None:
+    """The scope of ``sql`` when it is one DELETE or UPDATE; None otherwise, and when it
+    does not parse."""
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError:
@@ -42,20 +48,28 @@ def delete_scope(sql: str) -> DeleteScope | None:
     if len(statements) != 1:
         return None
     st = statements[0].stmt
-    if not isinstance(st, ast.DeleteStmt) or st.withClause or st.usingClause:
-        return None
-    where = st.whereClause
-    if isinstance(where, ast.CurrentOfExpr):
+    if isinstance(st, ast.DeleteStmt):
+        sets = None
+        alone = not st.withClause and not st.usingClause
+    elif isinstance(st, ast.UpdateStmt):
+        sets = frozenset(str(t.name) for t in st.targetList or () if t.name)
+        alone = not st.withClause and not st.fromClause
+    else:
         return None
     relation = st.relation
     if relation is None:
         return None
+    where = st.whereClause
+    text = None
+    if isinstance(where, ast.CurrentOfExpr):
+        alone = False
+    elif where is not None and alone:
+        try:
+            text = RawStream()(where)
+        except Exception:  # a node pglast cannot print back: the caller estimates without it
+            alone = False
     alias = relation.alias.aliasname if relation.alias is not None else None
-    try:
-        text = RawStream()(where) if where is not None else None
-    except Exception:  # a node pglast cannot print back: the caller estimates without it
-        return None
-    return DeleteScope(only=not relation.inh, alias=alias, where=text)
+    return WriteScope(not relation.inh, alias, text, sets, alone)
 
 
 _NULL_AWARE = frozenset({enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT})
@@ -97,14 +111,14 @@ class _OntoColumn(Visitor):  # type: ignore[misc]  # pglast's visitors are untyp
 
 @functools.lru_cache(maxsize=256)
 def where_onto(sql: str, column: str, alias: str, onto: str) -> str | None:
-    """The WHERE of the plain DELETE ``sql`` with each reference to ``column`` (its only
-    column) made a reference to ``alias.onto``; None when it reads another column, holds a
-    subquery, or ``sql`` is no plain DELETE with a WHERE."""
-    scope = delete_scope(sql)
-    if scope is None or scope.where is None:
+    """The WHERE of the DELETE or UPDATE ``sql`` (``alone``) with each reference to
+    ``column`` (its only column) made a reference to ``alias.onto``; None when it reads
+    another column, holds a subquery, or ``sql`` has no such WHERE."""
+    scope = write_scope(sql)
+    if scope is None or not scope.alone or scope.where is None:
         return None
     st = pglast.parse_sql(sql)[0].stmt
-    assert isinstance(st, ast.DeleteStmt) and st.whereClause is not None
+    assert isinstance(st, ast.DeleteStmt | ast.UpdateStmt) and st.whereClause is not None
     visitor = _OntoColumn(
         column, ast.ColumnRef(fields=(ast.String(sval=alias), ast.String(sval=onto)))
     )
@@ -113,5 +127,5 @@ def where_onto(sql: str, column: str, alias: str, onto: str) -> str | None:
         return None
     try:
         return str(RawStream()(where))
-    except Exception:  # as in delete_scope
+    except Exception:  # as in write_scope
         return None

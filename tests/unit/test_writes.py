@@ -1,0 +1,101 @@
+"""What a DELETE or UPDATE writes, as parts of a query (pgwarden.sql.writes): its scope, and
+its WHERE moved onto a referencing column only where that means the same rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgwarden.sql.writes import WriteScope, where_onto, write_scope
+
+
+@pytest.mark.parametrize(
+    ("sql", "scope"),
+    [
+        ("DELETE FROM t", WriteScope(False, None, None, None, alone=True)),
+        ("delete from only s.t x where x.a = $1", WriteScope(True, "x", "x.a = $1", None, True)),
+        (
+            'DELETE FROM "T" AS "Odd" WHERE a IN (1, 2)',
+            WriteScope(False, "Odd", "a IN (1, 2)", None, True),
+        ),
+        ("DELETE FROM t WHERE a = 1 RETURNING *", WriteScope(False, None, "a = 1", None, True)),
+        (
+            "UPDATE ONLY t AS x SET a = 1, (b, c) = (2, 3), d[1] = 4, e.f = 5 WHERE x.a = 2",
+            WriteScope(True, "x", "x.a = 2", frozenset("abcde"), True),
+        ),
+        ("UPDATE t SET a = a", WriteScope(False, None, None, frozenset("a"), True)),
+        # what a query of the table alone cannot reproduce: the columns an UPDATE sets only
+        ("DELETE FROM t USING u WHERE t.a = u.a", WriteScope(False, None, None, None, False)),
+        (
+            "WITH x AS (SELECT 1) DELETE FROM t WHERE a IN (SELECT * FROM x)",
+            WriteScope(False, None, None, None, False),
+        ),
+        ("DELETE FROM t WHERE CURRENT OF c", WriteScope(False, None, None, None, False)),
+        (
+            "UPDATE t SET a = u.b FROM u WHERE t.id = u.id",
+            WriteScope(False, None, None, frozenset("a"), False),
+        ),
+        (
+            "UPDATE t SET b = 1 WHERE CURRENT OF c",
+            WriteScope(False, None, None, frozenset("b"), False),
+        ),
+    ],
+)
+def test_the_scope_of_a_write(sql: str, scope: WriteScope) -> None:
+    assert write_scope(sql) == scope
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM t WHERE a = 1; DELETE FROM t WHERE a = 2",
+        "INSERT INTO t VALUES (1)",
+        "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE",
+        "SELECT 1",
+        "DELETE FROM",
+    ],
+)
+def test_what_is_not_one_delete_or_update_has_no_scope(sql: str) -> None:
+    assert write_scope(sql) is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "onto"),
+    [
+        ("DELETE FROM t WHERE id = 7", "r.cid = 7"),
+        ("DELETE FROM t x WHERE x.id IN (7, 8) OR id < $1", "r.cid IN (7, 8) OR r.cid < $1"),
+        ("DELETE FROM s.t WHERE s.t.id BETWEEN 1 AND 3", "r.cid BETWEEN 1 AND 3"),
+        ("DELETE FROM t WHERE NOT id <> 7", "NOT r.cid <> 7"),
+        ("DELETE FROM t WHERE id = ANY ($1)", "r.cid = ANY($1)"),
+        ("UPDATE t SET id = id + 100, v = 1 WHERE id <= 7", "r.cid <= 7"),
+    ],
+)
+def test_a_where_on_the_referenced_column_moves_onto_the_referencing_one(
+    sql: str, onto: str
+) -> None:
+    assert where_onto(sql, "id", "r", "cid") == onto
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM t",  # every row: no condition to move
+        "DELETE FROM t WHERE id = 7 AND name = 'x'",  # another column
+        "DELETE FROM t WHERE flag",
+        "DELETE FROM t WHERE id IN (SELECT id FROM u)",  # a subquery's names are its own
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = 1)",
+        # true of NULL, which a referencing row's NULL column is not
+        "DELETE FROM t WHERE id IS NULL",
+        "DELETE FROM t WHERE id IS DISTINCT FROM 7",
+        "DELETE FROM t WHERE id IS NOT DISTINCT FROM NULL",
+        "DELETE FROM t WHERE coalesce(id, 7) = 7",
+        "DELETE FROM t WHERE (id = 7) IS NOT FALSE",
+        "DELETE FROM t WHERE CASE WHEN id = 1 THEN false ELSE true END",
+        "DELETE FROM t WHERE greatest(id, 7) = 7",
+        "DELETE FROM t WHERE nullif(id, 3) IS NULL",
+        "DELETE FROM t WHERE abs(id) = 7",
+        "DELETE FROM t USING u WHERE t.id = 7",
+        "UPDATE t SET id = 8 FROM u WHERE t.id = 7",
+    ],
+)
+def test_other_conditions_stay_where_they_are(sql: str) -> None:
+    assert where_onto(sql, "id", "r", "cid") is None
