@@ -217,16 +217,7 @@ class Estimator:
                 found = await self._by_key(conn, key, sql, bind, param_types, search_path)
                 if found is not None:
                     return found
-            scope = write_scope(sql)
-            return await self._explain(
-                conn,
-                sql,
-                bind,
-                param_types,
-                search_path,
-                scope,
-                _writing(sql, scope, bind, param_types),
-            )
+            return await self._explain(conn, sql, bind, param_types, search_path, sql, exact=True)
         except _FAILURES as exc:
             log.info("no row estimate for a statement on %s: %s", target, exc)
             return None
@@ -248,7 +239,7 @@ class Estimator:
                 await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, (), search_path)
                 try:
                     return await self._explain(
-                        conn, renamed, None, (), search_path, write_scope(body), None
+                        conn, renamed, None, (), search_path, body, exact=False
                     )
                 finally:
                     await conn.query("DEALLOCATE pgwarden_estimate", None, (), search_path)
@@ -263,19 +254,19 @@ class Estimator:
         bind: Bind | None,
         param_types: Sequence[int],
         path: str | None,
-        scope: WriteScope | None,
-        writing: _Writing | None,
+        writes: str,
+        *,
+        exact: bool,
     ) -> RowEstimate | None:
-        """``scope``: of the statement that writes (``sql`` or the statement it EXECUTEs);
-        ``writing``: ``sql`` itself, when its referencing rows can be asked with its WHERE."""
+        """``writes``: the statement that writes (``sql``, or the statement it EXECUTEs);
+        ``exact``: it is ``sql`` itself, so that the rows referencing the ones it writes can
+        be asked with its WHERE and parameters."""
         out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types, path)
         doc = json.loads("".join(out))
         plan = doc[0]["Plan"]
         nodes = _modify_nodes(plan)
         if not nodes:
             return None
-        if len(nodes) > 1:  # writes in WITH: which node sets what is not known here
-            scope = writing = None
         rows = cascaded = 0.0
         table_rows: float | None = None
         for node in nodes:
@@ -286,11 +277,23 @@ class Estimator:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
                 operation = node.get("Operation")
-                if operation == "Delete" or (operation == "Update" and scope is not None):
-                    sets = scope.sets if operation == "Update" and scope is not None else None
-                    cascaded += await self._cascaded(
-                        conn, str(schema), str(rel), node_rows, path, sets, writing
-                    )
+                if operation not in ("Delete", "Update"):
+                    continue
+                if not await self._referencing(conn, str(schema), str(rel), path):
+                    continue  # most tables: nothing to parse the statement for
+                # writes in WITH: which node sets what is not known here
+                scope = write_scope(writes) if len(nodes) == 1 else None
+                if operation == "Update" and scope is None:
+                    continue
+                cascaded += await self._cascaded(
+                    conn,
+                    str(schema),
+                    str(rel),
+                    node_rows,
+                    path,
+                    scope.sets if scope is not None else None,
+                    _writing(sql, scope, bind, param_types) if exact else None,
+                )
         return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
 
     async def _by_key(
@@ -313,11 +316,15 @@ class Estimator:
         if table is None or columns.isdisjoint(table[2]):
             return None
         table_rows = await self._table_size(conn, table[0], table[1], path)
-        scope = write_scope(sql)
-        if scope is None:
-            return None
-        writing = _writing(sql, scope, bind, param_types)
-        cascaded = await self._cascaded(conn, table[0], table[1], 1.0, path, scope.sets, writing)
+        cascaded = 0.0
+        if await self._referencing(conn, table[0], table[1], path):
+            scope = write_scope(sql)
+            if scope is None:
+                return None
+            writing = _writing(sql, scope, bind, param_types)
+            cascaded = await self._cascaded(
+                conn, table[0], table[1], 1.0, path, scope.sets, writing
+            )
         self.by_key += 1
         return RowEstimate(rows=1.0, table_rows=table_rows, cascaded=cascaded)
 
