@@ -6,6 +6,17 @@ bind parameters are substituted exactly as the real statement will see them. The
 rows the ModifyTable nodes read from their inputs, and the planner's estimate for a full scan
 of the written table (so "more than half the table" works even before ANALYZE).
 
+A WHERE the planner has no statistics for (a column inside an expression: ``abs(id) > 0``,
+``id + 0 > 0``, ``lower(email) = 'x'``; a subquery) gets a fixed guess from it (a third of the
+table for an inequality, 0.5 % for an equality), so ``DELETE FROM orders WHERE abs(id) > 0``
+would pass for a third of the table. The rows such a DELETE or UPDATE writes are counted
+instead: ``SELECT count(*)`` of its table with its WHERE and parameters, up to COUNT_LIMIT rows
+(past it: the whole table), in a READ ONLY transaction that is rolled back, within
+COUNT_TIMEOUT (past it: no estimate, the write is held). Only when the WHERE calls nothing but
+PostgreSQL's own functions that act on nothing else (``pgwarden.sql.writes``); one that calls
+the target's functions, dangerous ones, ``pg_sleep``, advisory locks or ``set_config`` is not
+run, and its guess cannot be checked: no estimate (held). The write itself never runs.
+
 A write by a unique key (``UPDATE t ... WHERE id = 5``, the one statement agents and
 applications send most) asks no EXPLAIN: when the classifier saw ``column = value`` in the
 top AND of a one-table UPDATE/DELETE and the catalog says that column alone is a unique key
@@ -115,6 +126,12 @@ WHERE f.contype = 'f' AND f.conparentid = 0
   AND f.confrelid = to_regclass($1)
 """
 _REFERENCING = "pgwarden_referencing"  # the referencing table's alias in a question
+#: A write whose WHERE the planner can only guess at has its rows counted, up to this many
+#: (one more than the default policy's threshold, ten times over); past it, the estimate is
+#: the whole table (the count stopped: how many more is unknown).
+COUNT_LIMIT = 10_001
+#: How long that count may take (seconds); past it, the write has no estimate (held).
+COUNT_TIMEOUT = 2.0
 
 
 def _writing(
@@ -184,6 +201,7 @@ class Estimator:
         # (target, schema, table) -> the foreign keys referencing it
         self._fks: Kept[tuple[int, str, str], list[_Referencing]] = Kept()
         self.by_key = 0  # estimates made from a unique key, without EXPLAIN
+        self.counted = 0  # estimates whose rows were counted (a WHERE the planner guesses at)
 
     def _conn(self, target: str) -> SideConnection | None:
         pool = self._pools.get(target)
@@ -271,30 +289,58 @@ class Estimator:
         table_rows: float | None = None
         for node in nodes:
             node_rows = sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
-            rows += node_rows
             rel, schema = node.get("Relation Name"), node.get("Schema")
+            operation = node.get("Operation")
             if rel and schema:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
-                operation = node.get("Operation")
-                if operation not in ("Delete", "Update"):
-                    continue
-                if not await self._referencing(conn, str(schema), str(rel), path):
-                    continue  # most tables: nothing to parse the statement for
-                # writes in WITH: which node sets what is not known here
+            if rel and schema and operation in ("Delete", "Update"):
+                # writes in WITH: which node writes what is not known here
                 scope = write_scope(writes) if len(nodes) == 1 else None
-                if operation == "Update" and scope is None:
-                    continue
-                cascaded += await self._cascaded(
-                    conn,
-                    str(schema),
-                    str(rel),
-                    node_rows,
-                    path,
-                    scope.sets if scope is not None else None,
-                    _writing(sql, scope, bind, param_types) if exact else None,
-                )
+                writing = _writing(sql, scope, bind, param_types) if exact else None
+                if writing is not None and writing.scope.guessed:
+                    if not writing.scope.runnable:
+                        return None  # a guess that cannot be checked: no estimate (held)
+                    counted = await self._count(conn, str(schema), str(rel), writing, path)
+                    node_rows = counted if counted < COUNT_LIMIT else max(node_rows, n)
+                    self.counted += 1
+                    writing = None  # its WHERE is as much a guess for what references the rows
+                if (operation == "Delete" or scope is not None) and await self._referencing(
+                    conn, str(schema), str(rel), path
+                ):
+                    cascaded += await self._cascaded(
+                        conn,
+                        str(schema),
+                        str(rel),
+                        node_rows,
+                        path,
+                        scope.sets if scope is not None else None,
+                        writing,
+                    )
+            rows += node_rows
         return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
+
+    async def _count(
+        self, conn: SideConnection, schema: str, rel: str, writing: _Writing, path: str | None
+    ) -> float:
+        """The rows ``writing`` writes, counted up to COUNT_LIMIT: a read of its table with
+        its WHERE, in a read-only transaction that is rolled back, within COUNT_TIMEOUT."""
+        scope = writing.scope
+        alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
+        sql = (
+            "SELECT count(*) FROM (SELECT 1 FROM "  # noqa: S608 - names quoted, WHERE the client's
+            f"{'ONLY ' if scope.only else ''}{quote_ident(schema)}.{quote_ident(rel)}{alias} "
+            f"WHERE {scope.where} LIMIT {COUNT_LIMIT}) AS pgwarden_rows"
+        )
+        async with conn.session_lock:  # BEGIN .. ROLLBACK: nobody else in between
+            await conn.query("BEGIN TRANSACTION READ ONLY", None, (), path)
+            try:
+                timeout = f"SET LOCAL statement_timeout = {int(COUNT_TIMEOUT * 1000)}"
+                await conn.query(timeout, None, (), path)
+                out = await conn.query(sql, writing.bind, writing.param_types, path)
+            finally:
+                await conn.query("ROLLBACK", None, (), path)
+        return float(out[0])
 
     async def _by_key(
         self,

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
+
+from pgwarden.sql.functions import is_dangerous, may_be_users, normalize_function_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,14 @@ class WriteScope:
     those a query of the table alone selects with ``only``, ``alias`` (None when the table
     is not renamed) and ``where`` (SQL; None: every row); False with WITH, USING or FROM,
     WHERE CURRENT OF, or a WHERE that cannot be printed back.
+
+    ``guessed``: the WHERE has a condition the planner has no statistics for (a column
+    inside an expression, ``abs(id) > 0``, ``id + 0 > 0``, ``coalesce(id, 0) > 0``; a
+    subquery), whose selectivity it takes from a fixed default (a third for an inequality,
+    0.5 % for an equality) whatever the rows hold. ``runnable``: the WHERE calls only
+    PostgreSQL's own functions that neither reach outside the rows nor leave anything
+    behind in a read-only transaction that is rolled back (not ``pg_sleep``, advisory
+    locks, ``set_config``...), so that its rows may be counted.
     """
 
     only: bool
@@ -35,6 +46,8 @@ class WriteScope:
     where: str | None
     sets: frozenset[str] | None
     alone: bool
+    guessed: bool = False
+    runnable: bool = False
 
 
 @functools.lru_cache(maxsize=256)
@@ -69,7 +82,104 @@ def write_scope(sql: str) -> WriteScope | None:
         except Exception:  # a node pglast cannot print back: the caller estimates without it
             alone = False
     alias = relation.alias.aliasname if relation.alias is not None else None
-    return WriteScope(not relation.inh, alias, text, sets, alone)
+    guessed = runnable = False
+    if text is not None and where is not None:
+        guessed = not _estimable(where)
+        runnable = all(map(_runnable, _Calls.of(where)))
+    return WriteScope(not relation.inh, alias, text, sets, alone, guessed, runnable)
+
+
+#: Built-in functions that act outside the statement's rows even in a read-only transaction
+#: that is rolled back: they wait, take session locks, or signal other sessions.
+_NOT_RUN = frozenset({"pg_notify", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "set_config"})
+_NOT_RUN_PREFIXES = ("pg_advisory", "pg_try_advisory")
+
+
+def _runnable(name: str) -> bool:
+    base = name.rsplit(".", 1)[-1]
+    return (
+        not may_be_users(name)
+        and not is_dangerous(name)
+        and base not in _NOT_RUN
+        and not base.startswith(_NOT_RUN_PREFIXES)
+    )
+
+
+class _Calls(Visitor):  # type: ignore[misc]  # pglast's visitors are untyped
+    """The (normalized) names of the functions an expression calls."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    @classmethod
+    def of(cls, node: ast.Node) -> set[str]:
+        visitor = cls()
+        visitor(node)
+        return visitor.names
+
+    def visit_FuncCall(self, ancestors: object, node: ast.FuncCall) -> None:
+        parts = [str(getattr(n, "sval", "")) for n in node.funcname or ()]
+        self.names.add(normalize_function_name(parts))
+
+
+class _Columns(Visitor):  # type: ignore[misc]
+    """Whether an expression reads a column or holds a subquery."""
+
+    def __init__(self) -> None:
+        self.found = False
+
+    @classmethod
+    def in_(cls, node: Any) -> bool:
+        if node is None:
+            return False
+        visitor = cls()
+        visitor(node)
+        return visitor.found
+
+    def _found(self, ancestors: object, node: object) -> None:
+        self.found = True
+
+    visit_ColumnRef = _found
+    visit_SubLink = _found
+
+
+_COMPARED = frozenset(
+    {
+        enums.A_Expr_Kind.AEXPR_OP,
+        enums.A_Expr_Kind.AEXPR_OP_ANY,
+        enums.A_Expr_Kind.AEXPR_OP_ALL,
+        enums.A_Expr_Kind.AEXPR_DISTINCT,
+        enums.A_Expr_Kind.AEXPR_NOT_DISTINCT,
+        enums.A_Expr_Kind.AEXPR_IN,
+        enums.A_Expr_Kind.AEXPR_LIKE,
+        enums.A_Expr_Kind.AEXPR_ILIKE,
+        enums.A_Expr_Kind.AEXPR_BETWEEN,
+        enums.A_Expr_Kind.AEXPR_NOT_BETWEEN,
+    }
+)
+
+
+def _estimable(node: object) -> bool:
+    """A condition the planner estimates from a column's statistics: ANDs, ORs and NOTs of a
+    bare column compared with values that read no column (``id > $1``, ``day < now() -
+    interval '1 day'``, ``id IN (1, 2)``, ``name LIKE 'a%'``), a column IS [NOT] NULL, a
+    boolean column, or a constant."""
+    if isinstance(node, ast.BoolExpr):
+        return all(_estimable(arg) for arg in node.args or ())
+    if isinstance(node, ast.A_Expr):
+        if node.kind not in _COMPARED:
+            return False
+        left, right = node.lexpr, node.rexpr
+        if isinstance(left, ast.ColumnRef):
+            return not _Columns.in_(right)
+        if isinstance(right, ast.ColumnRef) and node.kind == enums.A_Expr_Kind.AEXPR_OP:
+            return not _Columns.in_(left)
+        return False
+    if isinstance(node, ast.NullTest | ast.BooleanTest):
+        return isinstance(node.arg, ast.ColumnRef)
+    if isinstance(node, ast.ColumnRef):
+        return True
+    return not _Columns.in_(node)
 
 
 _NULL_AWARE = frozenset({enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT})

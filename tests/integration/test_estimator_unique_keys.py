@@ -89,6 +89,8 @@ INSERT INTO customer_orders SELECT g, NULL  -- no customer: deleting none of the
   FROM generate_series({BIG} + {CUSTOMERS} + 1, {BIG} + {CUSTOMERS} + 3000) g;
 CREATE TABLE customer_lines (order_id int REFERENCES customer_orders ON DELETE CASCADE);
 INSERT INTO customer_lines SELECT id FROM customer_orders;
+CREATE SEQUENCE counted_seq;
+CREATE FUNCTION user_positive(x int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT x > 0';
 CREATE TABLE accounts (id int PRIMARY KEY, code text UNIQUE, name text);
 INSERT INTO accounts SELECT g, 'a' || g, 'n' FROM generate_series(1, {CUSTOMERS}) g;
 CREATE TABLE transfers (
@@ -328,6 +330,88 @@ def test_an_update_of_other_columns_or_a_small_account_counts_little(estimator: 
     ):
         found, _ = estimator.estimate(sql)
         assert found is not None and found.cascaded <= at_most, (sql, found)
+
+
+def counted(estimator: Asker, sql: str, **kw: object) -> tuple[RowEstimate | None, bool]:
+    before = estimator.est.counted
+    found, _ = estimator.estimate(sql, keyed=False, **kw)  # type: ignore[arg-type]
+    return found, estimator.est.counted > before
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("DELETE FROM keyed WHERE abs(id) > 0", ROWS),
+        ("DELETE FROM keyed WHERE abs(id) > 1990", 10),
+        ("UPDATE keyed SET v = 1 WHERE id % 2 = 0 AND v = 0", ROWS // 2),
+        ("DELETE FROM keyed AS k WHERE k.id::text LIKE '1%'", 1111),
+        ("DELETE FROM keyed WHERE id IN (SELECT id FROM keyed WHERE v = 0)", ROWS),
+    ],
+)
+def test_a_where_the_planner_guesses_at_is_counted(estimator: Asker, sql: str, rows: int) -> None:
+    found, was_counted = counted(estimator, sql)
+    assert was_counted and found is not None and found.rows == rows, found
+
+
+def test_a_counted_where_takes_the_parameters(estimator: Asker) -> None:
+    found, was_counted = counted(
+        estimator, "DELETE FROM keyed WHERE abs(id) > $1", params=(b"1500",), param_types=(23,)
+    )
+    assert was_counted and found is not None and found.rows == 500, found
+
+
+def test_a_where_the_planner_can_estimate_is_not_counted(estimator: Asker) -> None:
+    for sql in ("DELETE FROM keyed WHERE id > 1990", "DELETE FROM keyed WHERE v = 0 OR id < 5"):
+        found, was_counted = counted(estimator, sql)
+        assert not was_counted and found is not None, sql
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM keyed WHERE abs(id) > 0 AND pg_sleep(0) IS NOT NULL",
+        "DELETE FROM keyed WHERE user_positive(id)",  # the target's own function
+        "DELETE FROM keyed WHERE abs(id) > 0 AND pg_advisory_lock(1) IS NOT NULL",
+        "DELETE FROM keyed k USING keyed j WHERE abs(k.id) > 0 AND j.id = k.id",
+    ],
+)
+def test_what_would_act_outside_the_rows_is_not_run_to_count(estimator: Asker, sql: str) -> None:
+    found, was_counted = counted(estimator, sql)
+    assert not was_counted, (sql, found)
+    if "USING" not in sql:  # a guess that cannot be checked: no estimate, the write is held
+        assert found is None, (sql, found)
+
+
+def test_a_count_runs_read_only_and_a_write_inside_fails_the_estimate(
+    estimator: Asker, db: TargetDb
+) -> None:
+    found, was_counted = counted(
+        estimator, "DELETE FROM keyed WHERE abs(id) > 0 AND nextval('counted_seq') > 0"
+    )
+    assert found is None  # no estimate: the gateway holds the write
+    assert db.query("SELECT last_value, is_called FROM counted_seq") == [(1, False)]
+    # the side connection goes on answering (the transaction was rolled back)
+    found, was_counted = counted(estimator, "DELETE FROM keyed WHERE abs(id) > 1990")
+    assert was_counted and found is not None and found.rows == 10
+
+
+def test_past_the_count_limit_the_estimate_is_the_whole_table(
+    estimator: Asker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(estimator_mod, "COUNT_LIMIT", 100)
+    found, was_counted = counted(estimator, "DELETE FROM keyed WHERE abs(id) > 1800")
+    assert was_counted and found is not None and found.rows == ROWS, found
+    found, was_counted = counted(estimator, "DELETE FROM keyed WHERE abs(id) > 1950")
+    assert was_counted and found is not None and found.rows == 50, found
+
+
+def test_a_count_that_takes_too_long_leaves_no_estimate(
+    estimator: Asker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(estimator_mod, "COUNT_TIMEOUT", 0.001)
+    slow = "DELETE FROM keyed WHERE abs(id) > 0 AND md5(repeat(id::text, 100000)) <> ''"
+    found, _ = counted(estimator, slow)
+    assert found is None
 
 
 # -- through the gateway: the decision follows the estimate --------------------------------

@@ -41,7 +41,15 @@ from pgwarden.sql.writes import WriteScope, where_onto, write_scope
     ],
 )
 def test_the_scope_of_a_write(sql: str, scope: WriteScope) -> None:
-    assert write_scope(sql) == scope
+    found = write_scope(sql)
+    assert found is not None
+    assert (found.only, found.alias, found.where, found.sets, found.alone) == (
+        scope.only,
+        scope.alias,
+        scope.where,
+        scope.sets,
+        scope.alone,
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,3 +107,69 @@ def test_a_where_on_the_referenced_column_moves_onto_the_referencing_one(
 )
 def test_other_conditions_stay_where_they_are(sql: str) -> None:
     assert where_onto(sql, "id", "r", "cid") is None
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id = 7",
+        "5 < id",
+        "id IN (1, 2) OR name LIKE 'a%'",
+        "created < now() - interval '1 day' AND NOT done",
+        "id BETWEEN $1 AND $2",
+        "id = ANY($1)",
+        "id IS NULL",
+        "flag",
+        "flag IS NOT TRUE",
+        "true",
+    ],
+)
+def test_conditions_on_bare_columns_are_estimated(where: str) -> None:
+    scope = write_scope(f"DELETE FROM t WHERE {where}")
+    assert scope is not None and not scope.guessed
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "abs(id) > 0",
+        "id % 1 = 0",
+        "id + 0 > 0",
+        "coalesce(id, 0) > 0",
+        "id::text = '5'",
+        "lower(email) = 'x'",
+        "id = other_id",
+        "id IN (SELECT id FROM u)",
+        "EXISTS (SELECT 1)",
+        "(id = 1) = true",
+        "CASE WHEN id > 0 THEN true END",
+        "id = 7 AND abs(v) > 0",
+    ],
+)
+def test_conditions_the_planner_guesses_at(where: str) -> None:
+    scope = write_scope(f"UPDATE t SET v = 1 WHERE {where}")
+    assert scope is not None and scope.guessed
+
+
+@pytest.mark.parametrize(
+    ("where", "runnable"),
+    [
+        ("abs(id) > 0 AND lower(name) = 'x'", True),
+        ("pg_catalog.length(name) > 3", True),
+        ("now() > created", True),
+        ("pg_sleep(1) IS NULL", False),
+        ("pg_catalog.pg_sleep_for('1 s') IS NULL", False),
+        ("pg_advisory_lock(1) IS NULL", False),
+        ("pg_try_advisory_xact_lock(1)", False),
+        ("set_config('search_path', 'x', false) IS NULL", False),
+        ("pg_notify('c', 'x') IS NULL", False),
+        ("pg_terminate_backend(1)", False),  # dangerous
+        ("my_function(id)", False),  # the target's own: out of sight
+        ("public.lower(name) = 'x'", False),
+    ],
+)
+def test_only_functions_that_act_on_nothing_else_may_run_to_count(
+    where: str, runnable: bool
+) -> None:
+    scope = write_scope(f"DELETE FROM t WHERE {where}")
+    assert scope is not None and scope.runnable is runnable
