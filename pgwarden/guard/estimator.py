@@ -298,9 +298,11 @@ class Estimator:
                 # writes in WITH: which node writes what is not known here
                 scope = write_scope(writes) if len(nodes) == 1 else None
                 writing = _writing(sql, scope, bind, param_types) if exact else None
-                if writing is not None and writing.scope.guessed:
-                    if not writing.scope.runnable:
-                        return None  # a guess that cannot be checked: no estimate (held)
+                if scope is not None and scope.alone and scope.guessed:
+                    if writing is None or not scope.runnable:
+                        # a guess that cannot be checked (the WHERE would run what it must
+                        # not, or has an EXECUTE's arguments): no estimate, the write is held
+                        return None
                     counted = await self._count(conn, str(schema), str(rel), writing, path)
                     node_rows = counted if counted < COUNT_LIMIT else max(node_rows, n)
                     self.counted += 1

@@ -25,6 +25,7 @@ from tests.e2e.guardrails.guardrails_support import (
     describe_difference,
     run_extended_unnamed,
     run_simple,
+    run_sql_prepare,
     without_sequences,
 )
 from tests.support import wire
@@ -183,7 +184,11 @@ GUESSED_WHERES = [
 ]
 
 
-@pytest.mark.parametrize("run", [run_simple, run_extended_unnamed], ids=["simple", "extended"])
+@pytest.mark.parametrize(
+    "run",
+    [run_simple, run_extended_unnamed, run_sql_prepare],
+    ids=["simple", "extended", "sql-prepare"],
+)
 @pytest.mark.parametrize("sql", GUESSED_WHERES)
 def test_a_where_the_planner_guesses_at_is_counted(
     guard: GuardEnv, before: dict[str, Any], sql: str, run: Callable[[GuardEnv, str], Outcome]
