@@ -15,7 +15,9 @@ instead: ``SELECT count(*)`` of its table with its WHERE and parameters, up to C
 COUNT_TIMEOUT (past it: no estimate, the write is held). Only when the WHERE calls nothing but
 PostgreSQL's own functions that act on nothing else (``pgwarden.sql.writes``); one that calls
 the target's functions, dangerous ones, ``pg_sleep``, advisory locks or ``set_config`` is not
-run, and its guess cannot be checked: no estimate (held). The write itself never runs.
+run, and its guess cannot be checked: no estimate (held). The write itself never runs. A
+DELETE or UPDATE in a statement's only WITH query is counted too; one among several WITH
+queries keeps the guess.
 
 A write by a unique key (``UPDATE t ... WHERE id = 5``, the one statement agents and
 applications send most) asks no EXPLAIN: when the classifier saw ``column = value`` in the

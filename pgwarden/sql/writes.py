@@ -50,10 +50,10 @@ class WriteScope:
     runnable: bool = False
 
 
-@functools.lru_cache(maxsize=256)
-def write_scope(sql: str) -> WriteScope | None:
-    """The scope of ``sql`` when it is one DELETE or UPDATE; None otherwise, and when it
-    does not parse."""
+def _the_write(sql: str) -> ast.DeleteStmt | ast.UpdateStmt | None:
+    """The DELETE or UPDATE ``sql`` is, or the one it runs in its only WITH query
+    (``WITH d AS (DELETE ... RETURNING ...) SELECT ...``): none of its names can then be
+    another WITH query's."""
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError:
@@ -61,6 +61,20 @@ def write_scope(sql: str) -> WriteScope | None:
     if len(statements) != 1:
         return None
     st = statements[0].stmt
+    if not isinstance(st, ast.DeleteStmt | ast.UpdateStmt):
+        with_clause = getattr(st, "withClause", None)
+        ctes: tuple[ast.CommonTableExpr, ...] = tuple(with_clause.ctes or ()) if with_clause else ()
+        if len(ctes) != 1:
+            return None
+        st = ctes[0].ctequery
+    return st if isinstance(st, ast.DeleteStmt | ast.UpdateStmt) else None
+
+
+@functools.lru_cache(maxsize=256)
+def write_scope(sql: str) -> WriteScope | None:
+    """The scope of ``sql`` when it is one DELETE or UPDATE, or runs one in its only WITH
+    query; None otherwise, and when it does not parse."""
+    st = _the_write(sql)
     if isinstance(st, ast.DeleteStmt):
         sets = None
         alone = not st.withClause and not st.usingClause
@@ -227,8 +241,8 @@ def where_onto(sql: str, column: str, alias: str, onto: str) -> str | None:
     scope = write_scope(sql)
     if scope is None or not scope.alone or scope.where is None:
         return None
-    st = pglast.parse_sql(sql)[0].stmt
-    assert isinstance(st, ast.DeleteStmt | ast.UpdateStmt) and st.whereClause is not None
+    st = _the_write(sql)
+    assert st is not None and st.whereClause is not None
     visitor = _OntoColumn(
         column, ast.ColumnRef(fields=(ast.String(sval=alias), ast.String(sval=onto)))
     )

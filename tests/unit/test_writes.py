@@ -38,6 +38,16 @@ from pgwarden.sql.writes import WriteScope, where_onto, write_scope
             "UPDATE t SET b = 1 WHERE CURRENT OF c",
             WriteScope(False, None, None, frozenset("b"), False),
         ),
+        # the write in a statement's only WITH query: no other WITH query's name in it
+        (
+            "WITH d AS (DELETE FROM t WHERE abs(a) > 0 RETURNING 1) SELECT count(*) FROM d",
+            WriteScope(False, None, "abs(a) > 0", None, True),
+        ),
+        (
+            "WITH d AS (UPDATE ONLY t x SET a = 1 WHERE x.a = 2 RETURNING *) INSERT INTO u "
+            "SELECT * FROM d",
+            WriteScope(True, "x", "x.a = 2", frozenset("a"), True),
+        ),
     ],
 )
 def test_the_scope_of_a_write(sql: str, scope: WriteScope) -> None:
@@ -60,6 +70,9 @@ def test_the_scope_of_a_write(sql: str, scope: WriteScope) -> None:
         "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE",
         "SELECT 1",
         "DELETE FROM",
+        "WITH x AS (SELECT 1), d AS (DELETE FROM t WHERE a IN (SELECT * FROM x)) SELECT 1",
+        "WITH d AS (SELECT 1) SELECT * FROM d",
+        "WITH d AS (DELETE FROM t RETURNING 1), e AS (DELETE FROM u RETURNING 1) SELECT 1",
     ],
 )
 def test_what_is_not_one_delete_or_update_has_no_scope(sql: str) -> None:

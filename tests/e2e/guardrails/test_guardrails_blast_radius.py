@@ -181,6 +181,7 @@ GUESSED_WHERES = [
     "DELETE FROM orders WHERE id::text <> 'x'",
     "DELETE FROM orders o WHERE lower(o.status) <> 'no such status'",
     "DELETE FROM orders WHERE id IN (SELECT id FROM orders WHERE amount >= 0)",
+    "WITH d AS (DELETE FROM orders WHERE abs(id) > 0 RETURNING 1) SELECT count(*) FROM d",
 ]
 
 
@@ -214,15 +215,19 @@ def test_a_guessed_where_with_parameters_is_counted_with_them(
 
 
 ESTIMATE_IS_A_GUESS_IN_WITH = (
-    "BUG (blast radius): a write inside WITH whose WHERE the planner has no statistics for is "
-    "estimated with the planner's fixed guess (a third of the table for an inequality): its "
-    "rows are counted only for a DELETE or UPDATE that is the statement itself"
+    "BUG (blast radius): a write among several WITH queries whose WHERE the planner has no "
+    "statistics for is estimated with the planner's fixed guess (a third of the table for an "
+    "inequality): its rows are counted only for a DELETE or UPDATE that is the statement itself "
+    "or its only WITH query (another one's name could be a table's in a count without it)"
 )
 
 
 @pytest.mark.xfail(strict=True, reason=ESTIMATE_IS_A_GUESS_IN_WITH)
-def test_a_guessed_where_inside_with(guard: GuardEnv, before: dict[str, Any]) -> None:
-    sql = "WITH d AS (DELETE FROM orders WHERE abs(id) > 0 RETURNING 1) SELECT count(*) FROM d"
+def test_a_guessed_where_among_with_queries(guard: GuardEnv, before: dict[str, Any]) -> None:
+    sql = (
+        "WITH n AS (SELECT 0 AS z), d AS (DELETE FROM orders WHERE abs(id) > 0 RETURNING 1) "
+        "SELECT count(*) FROM d, n"
+    )
     outcome = run_simple(guard, sql)
     assert_unchanged(guard, before, f"{sql}: {outcome}")
 
