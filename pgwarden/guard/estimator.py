@@ -34,10 +34,11 @@ UPDATE CASCADE / SET NULL / SET DEFAULT change, down cascading chains. The rows 
 the written ones directly are asked of the planner with the statement's own condition
 (``pgwarden.sql.writes``): ``id = 7`` put on ``customer_id``, whose statistics the planner
 reads for 7, so the one customer who holds most of the orders counts as such; other
-conditions as a semi-join on the statement's table and WHERE. Further down a chain, and for
-statements with WITH, USING or FROM, and SQL-level EXECUTE, each key counts the written rows
-times the referencing table's rows per referenced row (an average). MERGE's deletes and
-updates, and UPDATEs in WITH, are not followed.
+conditions count the referencing rows of a semi-join on the statement's table and WHERE
+(the planner would estimate it with an average per referenced row). Further down a chain,
+and for statements with USING or FROM, several WITH queries, and SQL-level EXECUTE, each key
+counts the written rows times the referencing table's rows per referenced row (an average).
+MERGE's deletes and updates, and UPDATEs among several WITH queries, are not followed.
 
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
@@ -305,7 +306,14 @@ class Estimator:
                         # a guess that cannot be checked (the WHERE would run what it must
                         # not, or has an EXECUTE's arguments): no estimate, the write is held
                         return None
-                    counted = await self._count(conn, str(schema), str(rel), writing, path)
+                    alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
+                    counted = await self._count(
+                        conn,
+                        f"{'ONLY ' if scope.only else ''}{quote_ident(str(schema))}."
+                        f"{quote_ident(str(rel))}{alias} WHERE {scope.where}",
+                        writing,
+                        path,
+                    )
                     node_rows = counted if counted < COUNT_LIMIT else max(node_rows, n)
                     self.counted += 1
                     writing = None  # its WHERE is as much a guess for what references the rows
@@ -325,16 +333,14 @@ class Estimator:
         return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
 
     async def _count(
-        self, conn: SideConnection, schema: str, rel: str, writing: _Writing, path: str | None
+        self, conn: SideConnection, rows: str, writing: _Writing, path: str | None
     ) -> float:
-        """The rows ``writing`` writes, counted up to COUNT_LIMIT: a read of its table with
-        its WHERE, in a read-only transaction that is rolled back, within COUNT_TIMEOUT."""
-        scope = writing.scope
-        alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
+        """The rows of ``SELECT 1 FROM <rows>`` (tables and a WHERE with ``writing``'s
+        parameters), counted up to COUNT_LIMIT in a read-only transaction that is rolled
+        back, within COUNT_TIMEOUT."""
         sql = (
-            "SELECT count(*) FROM (SELECT 1 FROM "  # noqa: S608 - names quoted, WHERE the client's
-            f"{'ONLY ' if scope.only else ''}{quote_ident(schema)}.{quote_ident(rel)}{alias} "
-            f"WHERE {scope.where} LIMIT {COUNT_LIMIT}) AS pgwarden_rows"
+            f"SELECT count(*) FROM (SELECT 1 FROM {rows} "  # noqa: S608 - names quoted, WHERE the client's
+            f"LIMIT {COUNT_LIMIT}) AS pgwarden_rows"
         )
         async with conn.session_lock:  # BEGIN .. ROLLBACK: nobody else in between
             await conn.query("BEGIN TRANSACTION READ ONLY", None, (), path)
@@ -430,9 +436,11 @@ class Estimator:
         writing: _Writing,
         path: str | None,
     ) -> float:
-        """The planner's rows of ``fk``'s table that reference a row ``writing`` writes: the
-        statement's condition on the referencing column when it reads only the referenced
-        one, else a semi-join on the statement's table and WHERE."""
+        """The rows of ``fk``'s table that reference a row ``writing`` writes: the planner's
+        for the statement's condition on the referencing column when it reads only the
+        referenced one; else those of a semi-join on the statement's table and WHERE, counted
+        (up to COUNT_LIMIT: past it, the whole table) when the WHERE may run (the planner
+        estimates such a join with an average per referenced row), else the planner's."""
         scope = writing.scope
         referencing = ", ".join(f"{_REFERENCING}.{quote_ident(c)}" for c in fk.columns)
         onto = None
@@ -450,6 +458,13 @@ class Estimator:
                 f"({referencing}) IN (SELECT {referenced} FROM "  # noqa: S608 - as below
                 f"{'ONLY ' if scope.only else ''}{table}{alias}{where})"
             )
+            if scope.runnable:
+                rows = f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING}"
+                counted = await self._count(conn, f"{rows} WHERE {condition}", writing, path)
+                self.counted += 1
+                if counted < COUNT_LIMIT:
+                    return counted
+                return await self._table_size(conn, fk.schema, fk.table, path, only=False)
         sql = (
             "EXPLAIN (FORMAT JSON) SELECT 1 FROM "  # noqa: S608 - names quoted, WHERE the client's
             f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING} WHERE {condition}"

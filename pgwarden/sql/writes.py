@@ -6,7 +6,8 @@ statement's WHERE reads only the referenced column (``id = 7``, ``id IN (7, 8)``
 $1``), the same condition is put on the referencing column (``customer_id IN (7, 8)``), whose
 statistics the planner then reads for those values: deleting the one customer who holds most
 of the orders counts as such, not as an average customer. Otherwise the question is a
-semi-join on the statement's own table and WHERE, estimated as the planner estimates joins.
+semi-join on the statement's own table and WHERE (counted: the planner estimates joins with
+an average per referenced row).
 """
 
 from __future__ import annotations
