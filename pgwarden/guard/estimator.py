@@ -38,7 +38,8 @@ conditions count the referencing rows of a semi-join on the statement's table an
 (the planner would estimate it with an average per referenced row). Further down a chain,
 and for statements with USING or FROM, several WITH queries, and SQL-level EXECUTE, each key
 counts the written rows times the referencing table's rows per referenced row (an average).
-MERGE's deletes and updates, and UPDATEs among several WITH queries, are not followed.
+A MERGE's DELETE and UPDATE actions count an average for each row it reads; UPDATEs among
+several WITH queries are not followed.
 
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
@@ -71,7 +72,7 @@ from pgwarden.protocol.messages import (
 from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.sql.idents import quote_ident
 from pgwarden.sql.model import KeyLookup
-from pgwarden.sql.writes import WriteScope, where_onto, write_scope
+from pgwarden.sql.writes import WriteScope, merge_actions, where_onto, write_scope
 
 log = logging.getLogger("pgwarden.estimator")
 
@@ -297,6 +298,21 @@ class Estimator:
             if rel and schema:
                 n = await self._table_size(conn, str(schema), str(rel), path)
                 table_rows = n if table_rows is None else min(table_rows, n)
+            if rel and schema and operation == "Merge" and len(nodes) == 1:
+                # each row the MERGE reads may be deleted or updated: both counted, averaged
+                actions = merge_actions(writes)
+                if actions is not None and await self._referencing(
+                    conn, str(schema), str(rel), path
+                ):
+                    deletes, sets = actions
+                    if deletes:
+                        cascaded += await self._cascaded(
+                            conn, str(schema), str(rel), node_rows, path, None
+                        )
+                    if sets:
+                        cascaded += await self._cascaded(
+                            conn, str(schema), str(rel), node_rows, path, sets
+                        )
             if rel and schema and operation in ("Delete", "Update"):
                 # writes in WITH: which node writes what is not known here
                 scope = write_scope(writes) if len(nodes) == 1 else None

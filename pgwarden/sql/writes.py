@@ -197,6 +197,27 @@ def _estimable(node: object) -> bool:
     return not _Columns.in_(node)
 
 
+@functools.lru_cache(maxsize=256)
+def merge_actions(sql: str) -> tuple[bool, frozenset[str]] | None:
+    """Whether the MERGE ``sql`` deletes rows (a WHEN ... THEN DELETE) and the columns its
+    WHEN ... THEN UPDATE actions set; None when ``sql`` is no single MERGE."""
+    try:
+        statements = pglast.parse_sql(sql)
+    except pglast.parser.ParseError:
+        return None
+    st = statements[0].stmt if len(statements) == 1 else None
+    if not isinstance(st, ast.MergeStmt):
+        return None
+    deletes = False
+    sets: set[str] = set()
+    for when in st.mergeWhenClauses or ():
+        if when.commandType == enums.CmdType.CMD_DELETE:
+            deletes = True
+        elif when.commandType == enums.CmdType.CMD_UPDATE:
+            sets.update(str(t.name) for t in when.targetList or () if t.name)
+    return deletes, frozenset(sets)
+
+
 _NULL_AWARE = frozenset({enums.A_Expr_Kind.AEXPR_DISTINCT, enums.A_Expr_Kind.AEXPR_NOT_DISTINCT})
 
 

@@ -247,6 +247,22 @@ def test_a_delete_counts_what_its_foreign_keys_delete_or_change(estimator: Asker
     assert found.fraction == pytest.approx(0.5)  # of tenants: the cascade is not in it
 
 
+def test_a_merge_counts_what_its_deletes_and_updates_cascade_to(estimator: Asker) -> None:
+    """MERGE has no WHERE to ask with: each row it reads counts an average, for a DELETE
+    action and for an UPDATE action that sets a referenced column."""
+    found, _ = estimator.estimate(
+        "MERGE INTO tenants t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE"
+    )
+    expected = ROWS + ROWS + ROWS // 4 + ROWS // 4  # as deleting tenant 1
+    assert found is not None and found.cascaded == pytest.approx(expected, rel=0.02), found
+    merge = "MERGE INTO accounts a USING (SELECT 7 AS id) s ON a.id = s.id WHEN MATCHED THEN "
+    found, _ = estimator.estimate(merge + "UPDATE SET id = 100000")
+    per_account = (BIG + CUSTOMERS) / CUSTOMERS  # transfers.account_id, ON UPDATE CASCADE
+    assert found is not None and found.cascaded == pytest.approx(per_account, rel=0.1), found
+    found, _ = estimator.estimate(merge + "UPDATE SET name = 'x'")
+    assert found is not None and found.cascaded == 0.0, found
+
+
 def test_updates_and_deletes_without_cascades_count_none(estimator: Asker) -> None:
     for sql in (
         "UPDATE tenants SET id = 1 WHERE id = 1",  # ON UPDATE NO ACTION: changes nothing

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgwarden.sql.writes import WriteScope, where_onto, write_scope
+from pgwarden.sql.writes import WriteScope, merge_actions, where_onto, write_scope
 
 
 @pytest.mark.parametrize(
@@ -181,3 +181,26 @@ def test_only_functions_that_act_on_nothing_else_may_run_to_count(
 ) -> None:
     scope = write_scope(f"DELETE FROM t WHERE {where}")
     assert scope is not None and scope.runnable is runnable
+
+
+@pytest.mark.parametrize(
+    ("sql", "actions"),
+    [
+        (
+            "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED AND u.x THEN DELETE "
+            "WHEN MATCHED THEN UPDATE SET a = 1, b = 2 WHEN NOT MATCHED THEN INSERT VALUES (1)",
+            (True, frozenset("ab")),
+        ),
+        ("MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DO NOTHING", (False, frozenset())),
+        (
+            "MERGE INTO t USING u ON true WHEN NOT MATCHED THEN INSERT VALUES (1)",
+            (False, frozenset()),
+        ),
+        ("DELETE FROM t", None),
+        ("MERGE INTO", None),
+    ],
+)
+def test_what_a_merge_deletes_and_sets(
+    sql: str, actions: tuple[bool, frozenset[str]] | None
+) -> None:
+    assert merge_actions(sql) == actions
