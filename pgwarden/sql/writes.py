@@ -8,6 +8,10 @@ statistics the planner then reads for those values: deleting the one customer wh
 of the orders counts as such, not as an average customer. Otherwise the question is a
 semi-join on the statement's own table and WHERE (counted: the planner estimates joins with
 an average per referenced row).
+
+It also tells a WHERE the planner can only guess at (a column inside an expression) from one
+it estimates from statistics, and whether such a WHERE may run to count its rows; and what a
+MERGE deletes and sets.
 """
 
 from __future__ import annotations
