@@ -45,6 +45,7 @@ from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 from pgwarden.sql.functions import may_be_users
+from pgwarden.sql.model import StatementInfo
 
 log = logging.getLogger("pgwarden.guard")
 
@@ -107,6 +108,14 @@ def _prepare_body(text: str) -> str | None:
     """The statement text of ``PREPARE name [(types)] AS statement``, as the client wrote it."""
     m = _PREPARE_BODY.match(text)
     return m.group(1).strip().rstrip(";") if m else None
+
+
+def _changes_names(st: StatementInfo) -> bool:
+    """After ``st`` the session's names may resolve otherwise than on the gateway's side
+    connections: it changes the search_path or the role, or creates temporary objects."""
+    if st.sets_search_path or not st.kinds.isdisjoint(_CHANGES_USER) or st.kind == "select_into":
+        return True
+    return any((op.object_type or "").startswith("temp") for op in st.operations)
 
 
 def _temp_tables(c: Classification) -> set[str]:
@@ -291,7 +300,9 @@ class GuardHooks(SessionHooks):
         statement to review is held: the returned verdict waits for the decision."""
         scope = None
         if self.masking is not None and verdict.action == "allow":
-            scope = await self.masking.scope(j.classification, names_unsure=self.names_unsure)
+            c = j.classification
+            unsure = self.names_unsure or any(map(_changes_names, c.statements))
+            scope = await self.masking.scope(c, names_unsure=unsure)
             if scope.refusal is not None:
                 decision = Decision(
                     "deny", "masking-unavailable", scope.refusal, self.policy.mode, fail_closed=True
@@ -433,9 +444,12 @@ class GuardHooks(SessionHooks):
             return None
         out: list[RowEstimate | None] = []
         earlier: dict[str, str] = {}  # PREPAREd earlier in this same string
+        unsure = False  # names changed earlier in this same string: none estimated after it
         for st in c.statements:
             est = None
-            if st.kind == "prepare":
+            if unsure:
+                pass
+            elif st.kind == "prepare":
                 if st.prepared_name and st.body is not None:
                     earlier[st.prepared_name] = _prepare_body(st.text) or st.body.sql
             elif st.kind == "execute" and len(st.executes_prepared) == 1:
@@ -456,6 +470,7 @@ class GuardHooks(SessionHooks):
                     info.search_path,
                 )
             out.append(est)
+            unsure = unsure or _changes_names(st)
         return out
 
     async def judge(
@@ -548,12 +563,8 @@ class GuardHooks(SessionHooks):
                     self.bodies.setdefault(st.prepared_name, body)
             elif st.kind in ("deallocate", "discard"):
                 self.bodies.clear()  # only a cache of original texts: re-derived when needed
-        for st in c.statements:
-            if st.sets_search_path or not st.kinds.isdisjoint(_CHANGES_USER):
-                self.names_unsure = True
-            for op in st.operations:
-                if (op.object_type or "").startswith("temp") or st.kind == "select_into":
-                    self.names_unsure = True
+        if any(map(_changes_names, c.statements)):
+            self.names_unsure = True
 
     @staticmethod
     def _worse(a: Judgement, b: Judgement) -> Judgement:

@@ -19,8 +19,10 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from tests.support import wire
 from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
+from tests.support.gateway import RunningGateway
 
 DBNAME = "search_paths"
 ROWS = 2000
@@ -104,6 +106,29 @@ def test_a_search_path_changed_in_the_session_stops_estimates(
     assert tenant_rows_changed(db) == 0
 
 
+SWITCHES_IN_THE_SAME_QUERY = [
+    "SET search_path = tenant",
+    "SELECT set_config('search_path', 'tenant', false)",
+    "SET search_path = tenant; SELECT 1",
+]
+
+
+@pytest.mark.parametrize("switch", SWITCHES_IN_THE_SAME_QUERY)
+@pytest.mark.parametrize("sql", WRITES_TO_MOST_OF_TENANT)
+def test_a_search_path_changed_earlier_in_the_same_query_stops_estimates(
+    connect: Callable[..., psycopg.Connection], db: TargetDb, switch: str, sql: str
+) -> None:
+    """``SET search_path = tenant; UPDATE accounts ...`` in one simple Query: the UPDATE was
+    estimated with the start-up search_path (the SET had not been noted yet) and allowed."""
+    with connect() as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgwarden:"):
+            conn.execute(f"{switch}; {sql}")
+        # a write after it in the same query still runs when it needs no estimate
+        conn.execute("SET search_path = tenant; INSERT INTO accounts VALUES (9, 9, 9)")
+    assert tenant_rows_changed(db) == 1
+    db.execute("DELETE FROM tenant.accounts WHERE id = 9")
+
+
 def test_sessions_with_other_search_paths_share_the_estimator(
     connect: Callable[..., psycopg.Connection], db: TargetDb
 ) -> None:
@@ -171,14 +196,18 @@ def test_a_stable_function_that_switches_the_search_path(
 
 
 @pytest.fixture
-def masked_connect(db: TargetDb, make_gateway: MakeGateway) -> Callable[..., psycopg.Connection]:
-    gw = make_gateway(
+def masked_gw(db: TargetDb, make_gateway: MakeGateway) -> RunningGateway:
+    return make_gateway(
         targets={"paths": db.target()},
         masking={"columns": ["tenant.people.secret"], "strategy": "redact"},
     )
 
+
+@pytest.fixture
+def masked_connect(masked_gw: RunningGateway) -> Callable[..., psycopg.Connection]:
     def make(**extra: str) -> psycopg.Connection:
-        dsn = gw.dsn(user="alice", dbname="paths", password=gw.token("alice"), **extra)
+        token = masked_gw.token("alice")
+        dsn = masked_gw.dsn(user="alice", dbname="paths", password=token, **extra)
         return psycopg.connect(dsn, autocommit=True)
 
     return make
@@ -196,6 +225,20 @@ def test_a_copy_is_described_with_the_start_up_search_path(
         data = copy_out(conn, "COPY people TO STDOUT")
     assert b"SECRET-4711" not in data
     assert data.startswith(b"1\tnote\t")  # the rest of the row as it is
+
+
+@pytest.mark.parametrize("switch", SWITCHES_IN_THE_SAME_QUERY)
+def test_a_copy_after_a_switch_in_the_same_query_is_refused(
+    masked_gw: RunningGateway, switch: str
+) -> None:
+    """Refused (a guard: the COPY was refused before too, being described in a string that
+    also holds the switch)."""
+    with wire.RawConn.connect(masked_gw.host, masked_gw.port) as conn:
+        conn.login("alice", "paths", masked_gw.token("alice"))
+        msgs = conn.simple(f"{switch}; COPY people TO STDOUT")
+    data = b"".join(m.body for m in msgs if m.type == b"d")
+    assert b"SECRET-4711" not in data
+    assert wire.errors(msgs), msgs
 
 
 @pytest.mark.parametrize(
