@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pgwarden.config import TargetConfig
 from pgwarden.guard.kept import Kept
@@ -51,24 +52,44 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
 """
 _MIN_RELOAD = 2.0
 
-# Which of the names $1 (a JSON array; "name" or "schema.name", matched without regard to
-# case, in any schema when unqualified) could be a function that writes: one defined by a user
-# (not in pg_catalog or information_schema, not part of an extension) and VOLATILE. PostgreSQL
-# refuses writes inside STABLE and IMMUTABLE functions, so only VOLATILE ones can write.
-_VOLATILE_USER_FUNCTIONS = """
-SELECT coalesce(json_agg(q.name), '[]')::text
-FROM json_array_elements_text($1::json) AS q(name)
-WHERE EXISTS (
-  SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-  WHERE lower(p.proname) = lower(substring(q.name FROM '[^.]*$'))
-    AND (strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*')))
+# Of the names $1 (a JSON array; "name" or "schema.name", matched without regard to case, in
+# any schema when unqualified), those that could call a function defined by a user (not in
+# pg_catalog or information_schema, not part of an extension) that
+# - writes: VOLATILE (PostgreSQL refuses writes inside STABLE and IMMUTABLE functions);
+# - switches: may change the session's search_path or role, whatever its volatility (a
+#   STABLE function may call set_config): its source names search_path, set_config, SET
+#   ROLE or session_authorization, or is a SQL-standard body (BEGIN ATOMIC), whose source
+#   is not kept as text. A SET clause of the function's own (proconfig) is undone on return.
+_USER_FUNCTIONS = r"""
+SELECT json_build_object(
+  'writers', coalesce(json_agg(f.name) FILTER (WHERE f.writes), '[]'),
+  'switchers', coalesce(json_agg(f.name) FILTER (WHERE f.switches), '[]'))::text
+FROM (
+  SELECT q.name, bool_or(p.provolatile = 'v') AS writes,
+    bool_or(p.prosrc ~* ('(search_path|set_config|session_authorization|'
+                         || 'set\s+((session|local)\s+)?role)')
+            OR (to_jsonb(p) ->> 'prosqlbody') IS NOT NULL) AS switches
+  FROM json_array_elements_text($1::json) AS q(name)
+  JOIN pg_proc p ON lower(p.proname) = lower(substring(q.name FROM '[^.]*$'))
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE (strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*')))
     AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND p.provolatile = 'v'
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                    AND d.objid = p.oid AND d.deptype = 'e'))
+                    AND d.objid = p.oid AND d.deptype = 'e')
+  GROUP BY q.name) AS f
 """
 #: How long what a function name resolves to is kept.
 FUNCTIONS_TTL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserFunctions:
+    """Of the names a statement calls: ``writers`` could call a user's VOLATILE function
+    (which may write), ``switchers`` one that may change the session's search_path or
+    role."""
+
+    writers: frozenset[str]
+    switchers: frozenset[str]
 
 
 class _TargetCatalog:
@@ -78,7 +99,7 @@ class _TargetCatalog:
         self.tables: set[int] = set()
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
-        self.functions: Kept[str, bool] = Kept()  # name -> could write
+        self.functions: Kept[str, tuple[bool, bool]] = Kept()  # name -> (writes, switches)
 
     async def load(self) -> None:
         async with self.lock:
@@ -135,29 +156,36 @@ class Catalog:
             cat = self._cats[target] = _TargetCatalog(self._targets[target])
         return cat
 
-    async def volatile_user_functions(self, target: str, names: frozenset[str]) -> frozenset[str]:
-        """The names among ``names`` that could call a function that writes (see
-        _VOLATILE_USER_FUNCTIONS). Raises when the catalog cannot be read."""
+    async def user_functions(self, target: str, names: frozenset[str]) -> UserFunctions:
+        """What the names among ``names`` could call of the target's own functions (see
+        _USER_FUNCTIONS). Raises when the catalog cannot be read."""
         cat = self._cat(target)
         if cat is None:
             raise LookupError(f"unknown target {target!r}")
-        writers = set()
+        writers: set[str] = set()
+        switchers: set[str] = set()
         unknown = []
         for name in names:
             hit = cat.functions.get(name, FUNCTIONS_TTL)
             if hit is None:
                 unknown.append(name)
-            elif hit[0]:
+                continue
+            writes, switches = hit[0]
+            if writes:
                 writers.add(name)
+            if switches:
+                switchers.add(name)
         if unknown:
             out = await cat.conn.query(
-                _VOLATILE_USER_FUNCTIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
+                _USER_FUNCTIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
             )
-            found = set(json.loads(out[0])) if out else set()
+            found = json.loads(out[0]) if out else {"writers": [], "switchers": []}
+            new_writers, new_switchers = set(found["writers"]), set(found["switchers"])
             for name in unknown:
-                cat.functions.put(name, name in found)
-            writers |= found
-        return frozenset(writers)
+                cat.functions.put(name, (name in new_writers, name in new_switchers))
+            writers |= new_writers
+            switchers |= new_switchers
+        return UserFunctions(frozenset(writers), frozenset(switchers))
 
     async def prepare(self, target: str, desc: RowDescription) -> bool:
         """Make sure every table OID in ``desc`` is known. False if the catalog could not be

@@ -43,12 +43,11 @@ several WITH queries are not followed.
 
 Names resolve as in the session: the side connection takes the session's start-up search_path
 (``options=-c search_path=tenant_a``) before each question. A session that changes its
-search_path later (SET, RESET ALL, set_config) gets no estimates (see ``GuardHooks``).
+search_path later (SET, RESET ALL, set_config, or a call of a target's function whose source
+may: ``Catalog.user_functions``) gets no estimates (see ``GuardHooks``).
 
 Limits, by design: the side connection sees committed schema only (not the session's
-temporary tables or uncommitted DDL), and a STABLE function that changes the search_path out
-of the classifier's sight (``SELECT switch_tenant('b')``) is not seen (a VOLATILE one is held:
-``GuardHooks``). When the estimate cannot be
+temporary tables or uncommitted DDL). When the estimate cannot be
 had, the policy sees none and the rules that need one do not match (``estimate_missing`` is
 recorded with the decision).
 """

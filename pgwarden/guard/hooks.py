@@ -491,7 +491,7 @@ class GuardHooks(SessionHooks):
         if c.functions and self.catalog is not None and c.error is None:
             names = frozenset(filter(may_be_users, c.functions))
             if names:
-                c = await self._calling_writers(info, c, names)
+                c = await self._calling_users(info, c, names)
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -539,20 +539,26 @@ class GuardHooks(SessionHooks):
                 )
         return Judgement(c, decision)
 
-    async def _calling_writers(
+    async def _calling_users(
         self, info: SessionInfo, c: Classification, names: frozenset[str]
     ) -> Classification:
         """``c``, or, when it calls a function of the target's that may write (a user's
         VOLATILE one: what it does is out of the gateway's sight, as a CALL's is), ``c`` with
-        those statements opaque. If the catalog cannot be read, every call counts (fail
-        closed)."""
+        those statements opaque; when it calls one that may change the search_path or role,
+        with those statements changing it (no estimates after them). If the catalog cannot
+        be read, every call counts as both (fail closed)."""
         assert self.catalog is not None
         try:
-            writers = await self.catalog.volatile_user_functions(info.target, names)
+            found = await self.catalog.user_functions(info.target, names)
+            writers, switchers = found.writers, found.switchers
         except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
             log.info("cannot look up the functions a statement calls: %s", exc)
-            writers = names
-        return c.calling_writers(writers) if writers else c
+            writers = switchers = names
+        if writers:
+            c = c.calling_writers(writers)
+        if switchers:
+            c = c.calling_switchers(switchers)
+        return c
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)
@@ -591,7 +597,7 @@ class GuardHooks(SessionHooks):
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None:
             self.prepared.observe(raw)
-            self._note_allowed(c)
+            self._note_allowed(j.classification)  # as judged: with what the catalog told
         return await self._record(info, j, verdict, sql, "simple")
 
     async def check_parse(self, info: SessionInfo, name: str, sql: str) -> Verdict:
@@ -624,7 +630,7 @@ class GuardHooks(SessionHooks):
             c = Classification.failed(
                 "", f'prepared statement "{stmt.statement_name}" is not known to the gateway'
             )
-        j = await self.judge(info, c, bind=stmt.bind, param_types=stmt.param_types)
+        j = judged = await self.judge(info, c, bind=stmt.bind, param_types=stmt.param_types)
         # The name may also have been (re)defined at SQL level (PREPARE / DEALLOCATE) since:
         # judge that definition too and keep the more severe outcome.
         other = self.prepared.get(stmt.statement_name) if stmt.statement_name else None
@@ -636,7 +642,7 @@ class GuardHooks(SessionHooks):
         verdict = self.verdict(j)
         if verdict.action == "allow" and c.error is None and raw is not None:
             self.prepared.observe(raw)
-            self._note_allowed(c)
+            self._note_allowed(judged.classification)
         return await self._record(info, j, verdict, stmt.sql, "extended", stmt=stmt)
 
     def statement_closed(self, info: SessionInfo, name: str) -> None:

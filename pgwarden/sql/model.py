@@ -249,8 +249,9 @@ class StatementInfo:
     estimate_sql: str | None = None
     copy: CopyOptions | None = None  # COPY ... TO STDOUT: how its data stream is laid out
     key_lookup: KeyLookup | None = None  # a write that may touch one row only (not recorded)
-    # SET/RESET search_path, RESET ALL or set_config('search_path', ...), here or nested: the
-    # session's table names may no longer be the estimator's (not recorded)
+    # SET/RESET search_path, RESET ALL or set_config('search_path', ...), here or nested, or a
+    # call of the target's function that may change it: the session's table names may no
+    # longer be the estimator's (not recorded)
     sets_search_path: bool = False
     nested_kinds: frozenset[str] = field(init=False)
     kinds: frozenset[str] = field(init=False)
@@ -357,6 +358,16 @@ class Classification:
             replace(st, opaque=True, flags=st.flags | {"volatile_function"})
             if st.functions & names
             else st
+            for st in self.statements
+        )
+        return Classification(self.sql, statements, self.error)
+
+    def calling_switchers(self, names: frozenset[str]) -> Classification:
+        """This classification with the statements that call one of ``names`` (functions
+        that may change the session's search_path or role, known from the target's catalog)
+        marked as changing the search_path."""
+        statements = tuple(
+            replace(st, sets_search_path=True) if st.functions & names else st
             for st in self.statements
         )
         return Classification(self.sql, statements, self.error)
