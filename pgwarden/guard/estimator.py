@@ -256,7 +256,7 @@ class Estimator:
         if n != 1:
             return None
         try:
-            async with conn.session_lock:  # PREPARE .. DEALLOCATE: nobody else in between
+            async with conn.sequence():  # PREPARE .. DEALLOCATE: nobody else in between
                 await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, (), search_path)
                 try:
                     return await self._explain(
@@ -357,7 +357,7 @@ class Estimator:
             f"SELECT count(*) FROM (SELECT 1 FROM {rows} "  # noqa: S608 - names quoted, WHERE the client's
             f"LIMIT {COUNT_LIMIT}) AS pgwarden_rows"
         )
-        async with conn.session_lock:  # BEGIN .. ROLLBACK: nobody else in between
+        async with conn.sequence():  # BEGIN .. ROLLBACK: nobody else in between
             await conn.query("BEGIN TRANSACTION READ ONLY", None, (), path)
             try:
                 timeout = f"SET LOCAL statement_timeout = {int(COUNT_TIMEOUT * 1000)}"

@@ -45,6 +45,7 @@ class SideConnection:
         # role's default); names in a statement resolve as they do in that session.
         self.search_path: str | None = None
         self.session_lock = asyncio.Lock()  # a sequence that needs session state to itself
+        self._sequence: asyncio.Task[object] | None = None  # the task running one
 
     async def query(
         self,
@@ -62,9 +63,24 @@ class SideConnection:
         resolved with ``search_path``; None if it returns no rows."""
         return await self._ask(search_path, lambda: self._describe(sql))
 
+    @contextlib.asynccontextmanager
+    async def sequence(self) -> AsyncIterator[None]:
+        """The connection to one task for several questions (PREPARE .. DEALLOCATE, BEGIN ..
+        ROLLBACK): the other tasks' questions wait until it ends, so none runs inside it
+        (and none that fails closes the connection under it)."""
+        async with self.session_lock:
+            self._sequence = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._sequence = None
+
     async def _ask(self, search_path: str | None, then: Callable[[], Awaitable[_T]]) -> _T:
         """One question at a time, within one timeout: the session's search_path, then
         ``then()``. A failure closes the connection (a new one starts at the role's default)."""
+        while self._sequence is not None and self._sequence is not asyncio.current_task():
+            async with self.session_lock:  # another task's sequence: after it
+                pass
 
         async def run() -> _T:
             await self._set_path(search_path)

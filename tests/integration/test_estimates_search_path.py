@@ -14,11 +14,15 @@ tenant's, or the COPY refused; public's would let the secret through as ``extra`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import psycopg
 import pytest
 
+from pgwarden.config import TargetConfig
+from pgwarden.guard import estimator as estimator_mod
+from pgwarden.guard.estimator import Estimator
 from tests.support import wire
 from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
@@ -286,3 +290,34 @@ def test_a_copy_after_the_search_path_changed_is_refused(
         rows = conn.execute("SELECT * FROM people").fetchall()  # lineage from the result itself
     assert len(rows) == 1 and rows[0][:2] == (1, "note")
     assert "4711" not in rows[0][2]
+
+
+def test_a_question_waits_for_a_count_on_its_connection(
+    db: TargetDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count runs in a READ ONLY transaction on an estimator connection (BEGIN .. ROLLBACK).
+    Another session's question on that connection in between ran inside it; when it failed,
+    the connection was closed, and the count went on, on a new connection, outside any
+    transaction: what its WHERE does ran for real (here nextval: the sequence moved)."""
+    monkeypatch.setattr(estimator_mod, "POOL_SIZE", 1)
+    db.execute("CREATE SEQUENCE IF NOT EXISTS count_guard")
+    db.execute(f'ALTER SEQUENCE count_guard OWNER TO "{db.user}"')
+    est = Estimator({"t": TargetConfig.model_validate(db.target())})
+    counted = "UPDATE accounts SET v = 1 WHERE abs(id) > 0 AND nextval('count_guard') > 0"
+
+    async def main() -> tuple[object, object]:
+        counting = asyncio.ensure_future(est.estimate("t", counted))
+        while not est._pools or not est._pools["t"][0].session_lock.locked():
+            await asyncio.sleep(0.001)  # until the count's BEGIN .. ROLLBACK has begun
+        failing = await est.estimate("t", "UPDATE no_such_table SET v = 1")
+        return failing, await counting
+
+    loop = asyncio.new_event_loop()
+    try:
+        failing, count = loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(est.close())
+        loop.close()
+    assert failing is None
+    assert count is None  # nextval fails in the read-only transaction: no estimate (held)
+    assert db.query("SELECT last_value, is_called FROM count_guard") == [(1, False)]
