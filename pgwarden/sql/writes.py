@@ -109,8 +109,18 @@ def write_scope(sql: str) -> WriteScope | None:
 
 
 #: Built-in functions that act outside the statement's rows even in a read-only transaction
-#: that is rolled back: they wait, take session locks, or signal other sessions.
-_NOT_RUN = frozenset({"pg_notify", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "set_config"})
+#: that is rolled back: they wait, take session locks, signal other sessions or write WAL
+#: (the dangerous ones, which reach further, are excluded as such).
+_NOT_RUN = frozenset(
+    {
+        "pg_logical_emit_message",
+        "pg_notify",
+        "pg_sleep",
+        "pg_sleep_for",
+        "pg_sleep_until",
+        "set_config",
+    }
+)
 _NOT_RUN_PREFIXES = ("pg_advisory", "pg_try_advisory")
 
 

@@ -171,6 +171,7 @@ def test_which_conditions_the_planner_guesses_at(where: str, guessed: bool) -> N
         ("pg_try_advisory_xact_lock(1)", False),
         ("set_config('search_path', 'x', false) IS NULL", False),
         ("pg_notify('c', 'x') IS NULL", False),
+        ("pg_logical_emit_message(true, 'p', 'x') IS NULL", False),
         ("pg_terminate_backend(1)", False),  # dangerous
         ("my_function(id)", False),  # the target's own: out of sight
         ("public.lower(name) = 'x'", False),
