@@ -259,8 +259,10 @@ class Estimator:
             async with conn.sequence():  # PREPARE .. DEALLOCATE: nobody else in between
                 await conn.query(f"PREPARE pgwarden_estimate AS {body}", None, (), search_path)
                 try:
+                    # a body without parameters is asked as itself ("$" anywhere: as if
+                    # it had some, which only costs the questions that need it)
                     return await self._explain(
-                        conn, renamed, None, (), search_path, body, exact=False
+                        conn, renamed, None, (), search_path, body, exact="$" not in body
                     )
                 finally:
                     await conn.query("DEALLOCATE pgwarden_estimate", None, (), search_path)
@@ -280,8 +282,9 @@ class Estimator:
         exact: bool,
     ) -> RowEstimate | None:
         """``writes``: the statement that writes (``sql``, or the statement it EXECUTEs);
-        ``exact``: it is ``sql`` itself, so that the rows referencing the ones it writes can
-        be asked with its WHERE and parameters."""
+        ``exact``: ``writes`` can be asked with ``bind`` (it is ``sql``, or has no
+        parameters), so that the rows it writes, and those referencing them, can be asked
+        with its WHERE."""
         out = await conn.query(f"EXPLAIN (FORMAT JSON, VERBOSE) {sql}", bind, param_types, path)
         doc = json.loads("".join(out))
         plan = doc[0]["Plan"]
@@ -315,7 +318,7 @@ class Estimator:
             if rel and schema and operation in ("Delete", "Update"):
                 # writes in WITH: which node writes what is not known here
                 scope = write_scope(writes) if len(nodes) == 1 else None
-                writing = _writing(sql, scope, bind, param_types) if exact else None
+                writing = _writing(writes, scope, bind, param_types) if exact else None
                 if scope is not None and scope.alone and scope.guessed:
                     if writing is None or not scope.runnable:
                         # a guess that cannot be checked (the WHERE would run what it must

@@ -67,7 +67,11 @@ class SideConnection:
     async def sequence(self) -> AsyncIterator[None]:
         """The connection to one task for several questions (PREPARE .. DEALLOCATE, BEGIN ..
         ROLLBACK): the other tasks' questions wait until it ends, so none runs inside it
-        (and none that fails closes the connection under it)."""
+        (and none that fails closes the connection under it). One sequence may hold another
+        (a count inside PREPARE .. DEALLOCATE)."""
+        if self._sequence is not None and self._sequence is asyncio.current_task():
+            yield  # already this task's
+            return
         async with self.session_lock:
             self._sequence = asyncio.current_task()
             try:

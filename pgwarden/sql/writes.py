@@ -192,7 +192,9 @@ def _estimable(node: object) -> bool:
     """A condition the planner estimates from a column's statistics: ANDs, ORs and NOTs of a
     bare column compared with values that read no column (``id > $1``, ``day < now() -
     interval '1 day'``, ``id IN (1, 2)``, ``name LIKE 'a%'``), a column IS [NOT] NULL, a
-    boolean column, or a constant."""
+    boolean column, or a constant (``1 = 0``: the planner folds it)."""
+    if not _Columns.in_(node):
+        return True
     if isinstance(node, ast.BoolExpr):
         return all(_estimable(arg) for arg in node.args or ())
     if isinstance(node, ast.A_Expr):
@@ -206,9 +208,7 @@ def _estimable(node: object) -> bool:
         return False
     if isinstance(node, ast.NullTest | ast.BooleanTest):
         return isinstance(node.arg, ast.ColumnRef)
-    if isinstance(node, ast.ColumnRef):
-        return True
-    return not _Columns.in_(node)
+    return isinstance(node, ast.ColumnRef)
 
 
 @functools.lru_cache(maxsize=256)

@@ -374,6 +374,23 @@ def test_a_where_the_planner_guesses_at_is_counted(estimator: Asker, sql: str, r
     assert was_counted and found is not None and found.rows == rows, found
 
 
+def test_a_prepared_write_is_counted_when_its_body_has_no_parameters(estimator: Asker) -> None:
+    """SQL-level PREPARE p AS ...; EXECUTE p: a body without parameters is counted as itself
+    (inside the PREPARE .. DEALLOCATE on the side connection: one sequence in another, which
+    hung before it was allowed); with parameters, the guess cannot be checked: no estimate."""
+
+    def prepared(body: str, execute: str) -> RowEstimate | None:
+        ask = estimator.est.estimate_prepared("t", body, execute, "p")
+        return estimator.loop.run_until_complete(asyncio.wait_for(ask, 20))
+
+    before = estimator.est.counted
+    found = prepared("DELETE FROM keyed WHERE abs(id) > 1990", "EXECUTE p")
+    assert found is not None and found.rows == 10 and estimator.est.counted == before + 1
+    assert prepared("DELETE FROM keyed WHERE abs(id) > $1", "EXECUTE p(1990)") is None
+    found = prepared("DELETE FROM keyed WHERE id > $1", "EXECUTE p(1990)")  # not guessed
+    assert found is not None and found.rows == pytest.approx(10, abs=5)
+
+
 def test_a_counted_where_takes_the_parameters(estimator: Asker) -> None:
     found, was_counted = counted(
         estimator, "DELETE FROM keyed WHERE abs(id) > $1", params=(b"1500",), param_types=(23,)

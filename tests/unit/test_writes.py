@@ -133,6 +133,9 @@ ESTIMATED = [  # conditions on bare columns: the planner reads the columns' stat
     "flag",
     "flag IS NOT TRUE",
     "true",
+    "1 = 0",
+    "id > 0 AND 1 = 1",
+    "NOT (2 < 1) OR id = $1",
 ]
 GUESSED = [  # a column inside an expression, or a subquery: a fixed guess
     "abs(id) > 0",
