@@ -45,12 +45,10 @@ from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 from pgwarden.sql.functions import may_be_users
-from pgwarden.sql.model import StatementInfo
 
 log = logging.getLogger("pgwarden.guard")
 
 _MODIFYING = frozenset({"update", "delete", "merge"})
-_CHANGES_USER = frozenset({"set_role", "set_session_authorization"})
 _DECISIONS_KEPT = 1024
 
 
@@ -108,14 +106,6 @@ def _prepare_body(text: str) -> str | None:
     """The statement text of ``PREPARE name [(types)] AS statement``, as the client wrote it."""
     m = _PREPARE_BODY.match(text)
     return m.group(1).strip().rstrip(";") if m else None
-
-
-def _changes_names(st: StatementInfo) -> bool:
-    """After ``st`` the session's names may resolve otherwise than on the gateway's side
-    connections: it changes the search_path or the role, or creates temporary objects."""
-    if st.sets_search_path or not st.kinds.isdisjoint(_CHANGES_USER) or st.kind == "select_into":
-        return True
-    return any((op.object_type or "").startswith("temp") for op in st.operations)
 
 
 def _temp_tables(c: Classification) -> set[str]:
@@ -301,7 +291,7 @@ class GuardHooks(SessionHooks):
         scope = None
         if self.masking is not None and verdict.action == "allow":
             c = j.classification
-            unsure = self.names_unsure or any(map(_changes_names, c.statements))
+            unsure = self.names_unsure or any(st.changes_names for st in c.statements)
             scope = await self.masking.scope(c, names_unsure=unsure)
             if scope.refusal is not None:
                 decision = Decision(
@@ -446,10 +436,11 @@ class GuardHooks(SessionHooks):
         earlier: dict[str, str] = {}  # PREPAREd earlier in this same string
         unsure = False  # names changed earlier in this same string: none estimated after it
         for st in c.statements:
-            est = None
             if unsure:
-                pass
-            elif st.kind == "prepare":
+                out.append(None)
+                continue
+            est = None
+            if st.kind == "prepare":
                 if st.prepared_name and st.body is not None:
                     earlier[st.prepared_name] = _prepare_body(st.text) or st.body.sql
             elif st.kind == "execute" and len(st.executes_prepared) == 1:
@@ -470,7 +461,7 @@ class GuardHooks(SessionHooks):
                     info.search_path,
                 )
             out.append(est)
-            unsure = unsure or _changes_names(st)
+            unsure = st.changes_names
         return out
 
     async def judge(
@@ -569,7 +560,7 @@ class GuardHooks(SessionHooks):
                     self.bodies.setdefault(st.prepared_name, body)
             elif st.kind in ("deallocate", "discard"):
                 self.bodies.clear()  # only a cache of original texts: re-derived when needed
-        if any(map(_changes_names, c.statements)):
+        if any(st.changes_names for st in c.statements):
             self.names_unsure = True
 
     @staticmethod

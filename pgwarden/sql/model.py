@@ -139,6 +139,7 @@ FLAGS: frozenset[str] = frozenset(
 WHERE_SEVERITY: dict[str, int] = {"present": 0, "tautology": 1, "absent": 2}
 
 _WHERE_KINDS = frozenset({"update", "delete"})
+_CHANGES_USER = frozenset({"set_role", "set_session_authorization"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,9 @@ class StatementInfo:
     wheres: frozenset[str] = field(init=False)
     where: Where | None = field(init=False)
     executed_operations: tuple[Operation, ...] = field(init=False)  # those that run
+    # After it, the session's names may resolve otherwise than on the gateway's side
+    # connections: it changes the search_path or the role, or creates temporary objects.
+    changes_names: bool = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -273,6 +277,14 @@ class StatementInfo:
         object.__setattr__(self, "kinds", nested | {self.kind})
         object.__setattr__(self, "wheres", wheres)
         object.__setattr__(self, "where", _worst_where(wheres))
+        object.__setattr__(
+            self,
+            "changes_names",
+            self.sets_search_path
+            or not self.kinds.isdisjoint(_CHANGES_USER)
+            or self.kind == "select_into"
+            or any((op.object_type or "").startswith("temp") for op in self.operations),
+        )
 
     @property
     def tables(self) -> frozenset[str]:
