@@ -324,14 +324,8 @@ class Estimator:
                         # a guess that cannot be checked (the WHERE would run what it must
                         # not, or has an EXECUTE's arguments): no estimate, the write is held
                         return None
-                    alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
-                    counted = await self._count(
-                        conn,
-                        f"{'ONLY ' if scope.only else ''}{quote_ident(str(schema))}."
-                        f"{quote_ident(str(rel))}{alias} WHERE {scope.where}",
-                        writing,
-                        path,
-                    )
+                    table = f"{quote_ident(str(schema))}.{quote_ident(str(rel))}"
+                    counted = await self._count(conn, scope.rows(table), writing, path)
                     node_rows = counted if counted < COUNT_LIMIT else max(node_rows, n)
                     self.counted += 1
                     writing = None  # its WHERE is as much a guess for what references the rows
@@ -469,16 +463,12 @@ class Estimator:
         else:
             table = f"{quote_ident(schema)}.{quote_ident(rel)}"
             qualifier = quote_ident(scope.alias) if scope.alias is not None else table
-            alias = f" AS {quote_ident(scope.alias)}" if scope.alias is not None else ""
-            where = f" WHERE {scope.where}" if scope.where is not None else ""
             referenced = ", ".join(f"{qualifier}.{quote_ident(c)}" for c in fk.referenced)
-            condition = (
-                f"({referencing}) IN (SELECT {referenced} FROM "  # noqa: S608 - as below
-                f"{'ONLY ' if scope.only else ''}{table}{alias}{where})"
-            )
+            rows = scope.rows(table)
+            condition = f"({referencing}) IN (SELECT {referenced} FROM {rows})"  # noqa: S608
             if scope.runnable:
-                rows = f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING}"
-                counted = await self._count(conn, f"{rows} WHERE {condition}", writing, path)
+                child = f"{quote_ident(fk.schema)}.{quote_ident(fk.table)} AS {_REFERENCING}"
+                counted = await self._count(conn, f"{child} WHERE {condition}", writing, path)
                 self.counted += 1
                 if counted < COUNT_LIMIT:
                     return counted

@@ -26,6 +26,7 @@ from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
 from pgwarden.sql.functions import is_dangerous, may_be_users, normalize_function_name
+from pgwarden.sql.idents import quote_ident
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,13 @@ class WriteScope:
     alone: bool
     guessed: bool = False
     runnable: bool = False
+
+    def rows(self, table: str) -> str:
+        """``[ONLY] table [AS alias] [WHERE where]``: the rows written, for a FROM (with
+        ``table`` the written table's qualified, quoted name)."""
+        alias = f" AS {quote_ident(self.alias)}" if self.alias is not None else ""
+        where = f" WHERE {self.where}" if self.where is not None else ""
+        return f"{'ONLY ' if self.only else ''}{table}{alias}{where}"
 
 
 def _the_write(sql: str) -> ast.DeleteStmt | ast.UpdateStmt | None:

@@ -208,3 +208,16 @@ def test_what_a_merge_deletes_and_sets(
     sql: str, actions: tuple[bool, frozenset[str]] | None
 ) -> None:
     assert merge_actions(sql) == actions
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows"),
+    [
+        ("DELETE FROM t", '"s"."t"'),
+        ("DELETE FROM ONLY t AS x WHERE x.a = $1", 'ONLY "s"."t" AS "x" WHERE x.a = $1'),
+        ('UPDATE t "Odd" SET a = 1 WHERE "Odd".a > 2', '"s"."t" AS "Odd" WHERE "Odd".a > 2'),
+    ],
+)
+def test_the_rows_written_as_a_from(sql: str, rows: str) -> None:
+    scope = write_scope(sql)
+    assert scope is not None and scope.rows('"s"."t"') == rows
