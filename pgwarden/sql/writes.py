@@ -63,18 +63,21 @@ class WriteScope:
         return f"{'ONLY ' if self.only else ''}{table}{alias}{where}"
 
 
-def _the_write(sql: str) -> ast.DeleteStmt | ast.UpdateStmt | None:
-    """The DELETE or UPDATE ``sql`` is, or the one it runs in its only WITH query
-    (``WITH d AS (DELETE ... RETURNING ...) SELECT ...``): none of its names can then be
-    another WITH query's."""
+def _one_statement(sql: str) -> ast.Node | None:
+    """The statement ``sql`` holds, if it parses and holds exactly one."""
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError:
         return None
-    if len(statements) != 1:
-        return None
-    st = statements[0].stmt
-    if not isinstance(st, ast.DeleteStmt | ast.UpdateStmt):
+    return statements[0].stmt if len(statements) == 1 else None
+
+
+def _the_write(sql: str) -> ast.DeleteStmt | ast.UpdateStmt | None:
+    """The DELETE or UPDATE ``sql`` is, or the one it runs in its only WITH query
+    (``WITH d AS (DELETE ... RETURNING ...) SELECT ...``): none of its names can then be
+    another WITH query's."""
+    st = _one_statement(sql)
+    if st is not None and not isinstance(st, ast.DeleteStmt | ast.UpdateStmt):
         with_clause = getattr(st, "withClause", None)
         ctes: tuple[ast.CommonTableExpr, ...] = tuple(with_clause.ctes or ()) if with_clause else ()
         if len(ctes) != 1:
@@ -223,11 +226,7 @@ def _estimable(node: object) -> bool:
 def merge_actions(sql: str) -> tuple[bool, frozenset[str]] | None:
     """Whether the MERGE ``sql`` deletes rows (a WHEN ... THEN DELETE) and the columns its
     WHEN ... THEN UPDATE actions set; None when ``sql`` is no single MERGE."""
-    try:
-        statements = pglast.parse_sql(sql)
-    except pglast.parser.ParseError:
-        return None
-    st = statements[0].stmt if len(statements) == 1 else None
+    st = _one_statement(sql)
     if not isinstance(st, ast.MergeStmt):
         return None
     deletes = False
