@@ -27,12 +27,13 @@ from typing import Any
 from pgwarden.approvals import ApprovalService, PendingApproval
 from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
-from pgwarden.guard.masking import SessionMasking
+from pgwarden.guard.masking import SessionMasking, plain_scope
 from pgwarden.guard.recorder import (
     RecordingSetup,
     SessionRecorder,
     StatementRef,
     StatementScope,
+    changes_context,
     mask_params,
 )
 from pgwarden.masking import Masker
@@ -291,8 +292,10 @@ class GuardHooks(SessionHooks):
         scope = None
         if self.masking is not None and verdict.action == "allow":
             c = j.classification
-            unsure = self.names_unsure or any(st.changes_names for st in c.statements)
-            scope = await self.masking.scope(c, names_unsure=unsure)
+            scope = plain_scope(c)
+            if scope is None:
+                unsure = self.names_unsure or any(st.changes_names for st in c.statements)
+                scope = await self.masking.scope(c, names_unsure=unsure)
             if scope.refusal is not None:
                 decision = Decision(
                     "deny", "masking-unavailable", scope.refusal, self.policy.mode, fail_closed=True
@@ -312,7 +315,7 @@ class GuardHooks(SessionHooks):
                 statement_name=stmt.statement_name if stmt else None,
                 portal=stmt.portal if stmt else None,
             )
-            if verdict.action == "allow":
+            if verdict.action == "allow" and changes_context(j.classification):
                 await self.recorder.apply_settings(j.classification)
         if j.decision.effective_action == "review" and self.approvals is not None:
             return await self._hold(info, j, sql, stmt, recorded)
@@ -405,7 +408,7 @@ class GuardHooks(SessionHooks):
             await self.recorder.apply_settings(c)
         scope = None
         if self.masking is not None:
-            scope = await self.masking.scope(c, names_unsure=self.names_unsure)
+            scope = plain_scope(c) or await self.masking.scope(c, names_unsure=self.names_unsure)
             if scope.refusal is not None:
                 return Verdict.deny(scope.refusal, rule="masking-unavailable")
         ref = StatementScope(recorded, scope) if recorded or scope else None

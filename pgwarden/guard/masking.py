@@ -66,6 +66,16 @@ class MaskingScope:
     refusal: str | None = None  # why the statement's results could not be masked at all
 
 
+_COPIES = frozenset({"copy_to", "copy_from"})
+
+
+def plain_scope(c: Classification) -> MaskingScope | None:
+    """The scope of a statement that copies nothing, at once: only a COPY's needs a catalog
+    look-up (``SessionMasking.scope``), and most statements should not pay a coroutine for it.
+    None for a statement with a COPY in it."""
+    return MaskingScope(c.tables_read) if c.kinds.isdisjoint(_COPIES) else None
+
+
 class SessionMasking:
     def __init__(
         self,

@@ -126,6 +126,14 @@ def _masking_failed(session: str, what: str, exc: Exception) -> FatalToClient:
     )
 
 
+def _backlogged(writer: asyncio.StreamWriter) -> bool:
+    """Whether drain() has anything to wait for: bytes the socket did not take at once, or a
+    connection going away (drain raises its error). Most writes go out whole, and a drain()
+    coroutine for each of them costs more than this check."""
+    transport = writer.transport
+    return bool(transport.get_write_buffer_size()) or transport.is_closing()
+
+
 class SessionEnded(Exception):
     """Raised inside the relay to end the session with a reason."""
 
@@ -267,7 +275,8 @@ class Relay:
                         return
                 if out:
                     writer.write(b"".join(out))
-                    await writer.drain()
+                    if _backlogged(writer):
+                        await writer.drain()
         except (ConnectionError, OSError):
             self._ended("client connection lost")
 
@@ -292,34 +301,31 @@ class Relay:
         )
 
     async def _verdict(self, coro: object) -> Verdict:
-        self._outcome = ""
-        verdict = await self._judged(coro)
-        if not self._outcome:  # not set by a hold
-            self._outcome = "allowed" if verdict.action == "allow" else "denied"
-        return verdict
-
-    async def _judged(self, coro: object) -> Verdict:
+        """The hooks' verdict on a statement, after any hold; ``_outcome`` says how it went
+        (for metrics). Whatever fails here refuses the statement (fail closed)."""
         try:
             verdict = await coro  # type: ignore[misc]
         except EndSession as exc:
             await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
         except Exception:
             log.exception("statement check failed in session %s; refusing", self.info.id)
+            verdict = None
+        if type(verdict) is not Verdict:
+            self._outcome = "denied"
             return Verdict.deny(
                 "internal error while checking the statement; refused", rule="fail-closed"
             )
-        if not isinstance(verdict, Verdict):
-            return Verdict.deny(
-                "internal error while checking the statement; refused", rule="fail-closed"
-            )
-        if verdict.action == "hold":
-            if verdict.hold is None:
-                return Verdict.deny("held without a way to decide; refused", rule="fail-closed")
-            verdict = await self._hold(verdict.hold)
-            if verdict.action == "hold":
-                return Verdict.deny("held twice; refused", rule="fail-closed")
-            self._outcome = "approved" if verdict.action == "allow" else "rejected"
+        if verdict.action != "hold":
+            self._outcome = "allowed" if verdict.action == "allow" else "denied"
             return verdict
+        if verdict.hold is None:
+            self._outcome = "denied"
+            return Verdict.deny("held without a way to decide; refused", rule="fail-closed")
+        verdict = await self._hold(verdict.hold)
+        if verdict.action == "hold":
+            self._outcome = "denied"
+            return Verdict.deny("held twice; refused", rule="fail-closed")
+        self._outcome = "approved" if verdict.action == "allow" else "rejected"
         return verdict
 
     async def _hold(self, hold: Hold) -> Verdict:
@@ -399,16 +405,10 @@ class Relay:
     async def _statement_for_bind(
         self, name: str, out: list[bytes]
     ) -> tuple[str, tuple[int, ...]] | None:
-        tentative = self.tentative_stmt.get(name)
-        if tentative is not None and tentative[0] == self.epoch:
-            return tentative[1]
         await self._settle(b"S", name, out)
         return self.statements.get(name)
 
     async def _portal_for_execute(self, name: str, out: list[bytes]) -> _Portal | None:
-        tentative = self.tentative_portal.get(name)
-        if tentative is not None and tentative[0] == self.epoch:
-            return tentative[1]
         await self._settle(b"P", name, out)
         return self.portals.get(name)
 
@@ -461,7 +461,13 @@ class Relay:
         elif isinstance(msg, Bind):
             if self._expired():
                 await self._token_expired(out)
-            prepared = await self._statement_for_bind(msg.statement, out)
+            # Parsed earlier in this segment (the common Parse/Bind/Execute/Sync): known at
+            # once, without a coroutine; otherwise once the server has confirmed the name.
+            tentative = self.tentative_stmt.get(msg.statement)
+            if tentative is not None and tentative[0] == self.epoch:
+                prepared: tuple[str, tuple[int, ...]] | None = tentative[1]
+            else:
+                prepared = await self._statement_for_bind(msg.statement, out)
             sql, types = prepared if prepared is not None else ("", ())
             bound = _Portal(msg.statement, sql, types, msg, prepared is not None)
             out.append(msg.raw)
@@ -479,7 +485,11 @@ class Relay:
         elif isinstance(msg, Execute):
             if self._expired():
                 await self._token_expired(out)
-            portal = await self._portal_for_execute(msg.portal, out)
+            tentative_portal = self.tentative_portal.get(msg.portal)
+            if tentative_portal is not None and tentative_portal[0] == self.epoch:
+                portal: _Portal | None = tentative_portal[1]
+            else:
+                portal = await self._portal_for_execute(msg.portal, out)
             stmt_name = portal.statement if portal else ""
             sql = portal.sql if portal else ""
             param_types = portal.param_types if portal else ()
@@ -613,7 +623,8 @@ class Relay:
                         out.append((fwd, ref, self.columns))
                 if out:
                     await self._deliver(out)
-                    await writer.drain()
+                    if _backlogged(writer):
+                        await writer.drain()
         except (ConnectionError, OSError):
             self._ended("connection lost")
 

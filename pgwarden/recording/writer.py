@@ -311,12 +311,8 @@ class RecordingWriter:
 
     # ------------------------------------------------------------ async API
 
-    async def _durable(self) -> None:
-        if self.durability != "fsync":
-            return
-        await self._sync()
-
-    async def _sync(self) -> None:
+    async def sync(self) -> None:
+        """Wait until every event appended so far is on stable storage."""
         try:
             if self.committer is not None:
                 await self.committer.sync(self.session_id)
@@ -331,7 +327,8 @@ class RecordingWriter:
     async def write(self, event: EventPayload) -> Written:
         """Append ``event``; return once it is as durable as ``durability`` says."""
         written = self.append(event)
-        await self._durable()
+        if self.durability == "fsync":
+            await self.sync()
         return written
 
     async def write_session_start(self, event: SessionStart) -> Written:
@@ -364,7 +361,8 @@ class RecordingWriter:
             and self.clock() - self._last_checkpoint_at >= self.checkpoint_interval
         ):
             written = self.checkpoint_now()
-            await self._durable()
+            if self.durability == "fsync":
+                await self.sync()
             return written
         return None
 
@@ -394,7 +392,7 @@ class RecordingWriter:
         handle. Returns the final checkpoint."""
         self._stop_timer()
         self.append(SessionEnd(reason))
-        await self._sync()
+        await self.sync()
         final = Written(self.session_id, self.last_seq, self.last_hash, "checkpoint")
         self.close()
         return final
