@@ -103,6 +103,15 @@ def _gateway_owned(c: Classification) -> str | None:
 _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
 
 
+def _looked_up(name: str) -> bool:
+    """Whether the target's catalog is asked what a called name runs: every unqualified
+    name, PostgreSQL's own included, since a user's function of the same name is called in
+    place of the built-in when its arguments match better (``public.lower(int)`` for
+    ``lower(5)``); a name qualified with another schema than PostgreSQL's. Not one qualified
+    with pg_catalog or information_schema: that is the built-in, whatever else exists."""
+    return "." not in name or may_be_users(name)
+
+
 def _prepare_body(text: str) -> str | None:
     """The statement text of ``PREPARE name [(types)] AS statement``, as the client wrote it."""
     m = _PREPARE_BODY.match(text)
@@ -483,7 +492,7 @@ class GuardHooks(SessionHooks):
             )
             return Judgement(c, decision)
         if c.functions and self.catalog is not None and c.error is None:
-            names = frozenset(filter(may_be_users, c.functions))
+            names = frozenset(filter(_looked_up, c.functions))
             if names:
                 c = await self._calling_users(info, c, names)
         # The same statement text comes back as the same Classification object (the

@@ -99,10 +99,13 @@ _SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
 
 
 def may_be_users(name: str) -> bool:
-    """Could a call of this (normalized) name run a function a user defined? Not for
-    PostgreSQL's own names called unqualified or in its schemas: pg_catalog comes first in
-    every search_path, so the built-in is the one called (unless a user's overload matches the
-    arguments better, which is not looked for)."""
+    """Could a call of this (normalized) name run a function a user defined, as far as the
+    name tells? Not for PostgreSQL's own names called unqualified or in its schemas:
+    pg_catalog comes first in every search_path, so the built-in is the one called, unless a
+    user's overload matches the arguments better. The guard asks the target's catalog about
+    unqualified built-in names for that (``GuardHooks.judge``); a count of the rows a write
+    would touch runs only in a read-only transaction, so a user's overload that slips into
+    one cannot write."""
     schema, _, base = name.rpartition(".")
     if schema:
         return schema.lower() not in _SYSTEM_SCHEMAS

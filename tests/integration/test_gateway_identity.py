@@ -57,9 +57,10 @@ def test_valid_token_logs_in_as_the_target_role(gw: RunningGateway, proxy: TcpPr
         # The gateway asked for the token in clear text (AuthenticationCleartextPassword).
         assert startup[0].type == b"R" and startup[0].auth_kind == 3
         assert conn.parameters["server_version"]
-        assert wire.rows(conn.simple("select current_user, current_database()")) == [
-            ("app", "shop")
-        ]
+        # current_catalog, not current_database(): a function call has its name looked up
+        # in the target's catalog (a user's function may stand in for a built-in), on a
+        # side connection the count below would include.
+        assert wire.rows(conn.simple("select current_user, current_catalog")) == [("app", "shop")]
     assert proxy.accepted == 1
 
 

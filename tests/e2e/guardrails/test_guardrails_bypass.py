@@ -652,6 +652,35 @@ def test_existing_function_that_writes_called_through_select(
         )
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT initcap(5)",
+        "SELECT 1 FROM products WHERE initcap(5) IS NULL",
+        "SELECT * FROM initcap(5)",
+    ],
+)
+def test_a_users_overload_of_a_built_in_name_is_looked_up(guard: GuardEnv, sql: str) -> None:
+    """PostgreSQL calls a user's function in place of the built-in of the same name when its
+    arguments match better: ``initcap(5)`` runs ``public.initcap(int)``, not pg_catalog's
+    ``initcap(text)`` (there is no implicit cast from int to text). Taking every built-in
+    name for the built-in let such a call through as an ordinary read."""
+    guard.admin.execute(
+        "CREATE FUNCTION public.initcap(i int) RETURNS int LANGUAGE sql "
+        "AS 'DELETE FROM orders WHERE id > 0 RETURNING 1'; "
+        f"ALTER FUNCTION public.initcap(int) OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        for run in (run_simple, run_extended_unnamed):
+            outcome = run(guard, sql)
+            assert_unchanged(guard, before, f"{sql}: {outcome}")
+            assert outcome.refused, outcome
+            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+    finally:
+        guard.admin.execute("DROP FUNCTION IF EXISTS public.initcap(int)")
+
+
 def test_functions_that_cannot_write_are_called_freely(guard: GuardEnv) -> None:
     """STABLE and IMMUTABLE user functions (PostgreSQL refuses writes in them), built-in
     volatile ones (random, now) and an extension's (uuid-ossp's uuid_generate_v4, installed
