@@ -293,6 +293,7 @@ class Estimator:
             return None
         rows = cascaded = 0.0
         table_rows: float | None = None
+        exactly = False  # the rows written were counted, below COUNT_LIMIT
         for node in nodes:
             node_rows = sum(float(c.get("Plan Rows", 0)) for c in node.get("Plans", ()) or ())
             rel, schema = node.get("Relation Name"), node.get("Schema")
@@ -326,7 +327,8 @@ class Estimator:
                         return None
                     table = f"{quote_ident(str(schema))}.{quote_ident(str(rel))}"
                     counted = await self._count(conn, scope.rows(table), writing, path)
-                    node_rows = counted if counted < COUNT_LIMIT else max(node_rows, n)
+                    exactly = counted < COUNT_LIMIT
+                    node_rows = counted if exactly else max(node_rows, n)
                     self.counted += 1
                     writing = None  # its WHERE is as much a guess for what references the rows
                 if (operation == "Delete" or scope is not None) and await self._referencing(
@@ -342,7 +344,7 @@ class Estimator:
                         writing,
                     )
             rows += node_rows
-        return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded)
+        return RowEstimate(rows=rows, table_rows=table_rows, cascaded=cascaded, counted=exactly)
 
     async def _count(
         self, conn: SideConnection, rows: str, writing: _Writing, path: str | None

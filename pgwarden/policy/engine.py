@@ -288,7 +288,10 @@ def _match(
             fraction = estimate.fraction
             if fraction is None or not fraction > w.estimated_fraction_over:
                 return None
-        text = f"estimated to touch {estimate.rows:,.0f} rows"
+        if estimate.counted:  # an approver reads a count and a guess differently
+            text = f"would touch {estimate.rows:,.0f} rows by count"
+        else:
+            text = f"estimated to touch {estimate.rows:,.0f} rows"
         if estimate.fraction is not None:
             text += f" ({estimate.fraction:.0%} of the table)"
         if estimate.cascaded:

@@ -62,11 +62,14 @@ class RowEstimate:
     when unknown (then ``estimated_fraction_over`` cannot match). ``cascaded``: rows of other
     tables a DELETE would delete or change through foreign keys (ON DELETE CASCADE, SET NULL,
     SET DEFAULT); ``estimated_rows_over`` counts them, the fraction of the table does not.
+    ``counted``: ``rows`` is no estimate but a count of the rows the write's WHERE selects
+    (a WHERE the planner could only guess at; see ``pgwarden.guard.estimator``).
     """
 
     rows: float
     table_rows: float | None = None
     cascaded: float = 0.0
+    counted: bool = False
 
     @property
     def total(self) -> float:

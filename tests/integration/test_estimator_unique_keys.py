@@ -372,6 +372,7 @@ def counted(estimator: Asker, sql: str, **kw: object) -> tuple[RowEstimate | Non
 def test_a_where_the_planner_guesses_at_is_counted(estimator: Asker, sql: str, rows: int) -> None:
     found, was_counted = counted(estimator, sql)
     assert was_counted and found is not None and found.rows == rows, found
+    assert found.counted  # what the decision's reason says: a count, not a guess
 
 
 def test_a_prepared_write_is_counted_when_its_body_has_no_parameters(estimator: Asker) -> None:
@@ -401,7 +402,7 @@ def test_a_counted_where_takes_the_parameters(estimator: Asker) -> None:
 def test_a_where_the_planner_can_estimate_is_not_counted(estimator: Asker) -> None:
     for sql in ("DELETE FROM keyed WHERE id > 1990", "DELETE FROM keyed WHERE v = 0 OR id < 5"):
         found, was_counted = counted(estimator, sql)
-        assert not was_counted and found is not None, sql
+        assert not was_counted and found is not None and not found.counted, sql
 
 
 @pytest.mark.parametrize(

@@ -326,6 +326,11 @@ def test_estimate_rules() -> None:
     assert decide(BLAST, sql, estimate=RowEstimate(600, 0)).rule == "ok"
     d = decide(BLAST, sql, estimate=RowEstimate(5000, 10000))
     assert "estimated to touch 5,000 rows (50% of the table)" in d.reason
+    # A count (the WHERE was one the planner only guesses at) is worded as one: an approver
+    # weighs a count and a guess differently.
+    d = decide(BLAST, sql, estimate=RowEstimate(5000, 10000, counted=True))
+    assert d.rule == "big" and "would touch 5,000 rows by count (50% of the table)" in d.reason
+    assert "estimated" not in d.reason
 
 
 def test_rows_through_foreign_keys_count_toward_rows_not_the_fraction() -> None:
