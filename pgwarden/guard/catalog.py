@@ -12,8 +12,9 @@ the view's own lineage, so only a rule naming the view or a ``*.column`` rule ma
 (content detectors apply either way).
 
 Functions: which called function names could be a user's VOLATILE function (one that may
-write), for the policy (``GuardHooks``: a statement calling one runs code the gateway cannot
-see, as a CALL does).
+write), and which relations read run one (a view's query, a row security policy), for the
+policy (``GuardHooks``: a statement calling one runs code the gateway cannot see, as a CALL
+does).
 """
 
 from __future__ import annotations
@@ -78,8 +79,65 @@ FROM (
                     AND d.objid = p.oid AND d.deptype = 'e')
   GROUP BY q.name) AS f
 """
+# The names of the operators whose function is a user's VOLATILE one (defined as
+# _USER_FUNCTIONS says), wherever the operator is.
+_WRITING_OPERATORS = r"""
+SELECT coalesce(json_agg(DISTINCT o.oprname), '[]')::text
+FROM pg_operator o
+JOIN pg_proc p ON p.oid = o.oprcode
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                  AND e.objid = p.oid AND e.deptype = 'e')
+"""
 #: How long what a function name resolves to is kept.
 FUNCTIONS_TTL = 5.0
+
+# Of the relation names $1 (a JSON array, matched as _USER_FUNCTIONS matches function names),
+# those whose reading runs a user's VOLATILE function (defined as _USER_FUNCTIONS says): a
+# view's query calls it, directly, through an operator or through another view, or a row
+# security policy of the relation or of such a view does. PostgreSQL records what a view's
+# rewrite rule and a policy's expressions use in pg_depend.
+_WRITING_RELATIONS = r"""
+WITH RECURSIVE named AS (
+  SELECT q.name, c.oid
+  FROM json_array_elements_text($1::json) AS q(name)
+  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*'))
+), reached(name, oid) AS (
+  SELECT name, oid FROM named
+  UNION
+  SELECT r.name, d.refobjid
+  FROM reached r
+  JOIN pg_rewrite w ON w.ev_class = r.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.oid
+  JOIN pg_class v ON v.oid = d.refobjid
+), used(name, classid, objid) AS (
+  SELECT r.name, 'pg_rewrite'::regclass, w.oid
+  FROM reached r JOIN pg_rewrite w ON w.ev_class = r.oid
+  UNION ALL
+  SELECT r.name, 'pg_policy'::regclass, pol.oid
+  FROM reached r JOIN pg_policy pol ON pol.polrelid = r.oid
+), called(name, fn) AS (
+  SELECT u.name, d.refobjid
+  FROM used u JOIN pg_depend d ON d.classid = u.classid AND d.objid = u.objid
+  WHERE d.refclassid = 'pg_proc'::regclass
+  UNION ALL
+  SELECT u.name, o.oprcode::oid
+  FROM used u JOIN pg_depend d ON d.classid = u.classid AND d.objid = u.objid
+  JOIN pg_operator o ON o.oid = d.refobjid
+  WHERE d.refclassid = 'pg_operator'::regclass
+)
+SELECT coalesce(json_agg(DISTINCT c.name), '[]')::text
+FROM called c
+JOIN pg_proc p ON p.oid = c.fn
+JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                  AND e.objid = p.oid AND e.deptype = 'e')
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +158,8 @@ class _TargetCatalog:
         self.loaded_at = 0.0
         self.lock = asyncio.Lock()
         self.functions: Kept[str, tuple[bool, bool]] = Kept()  # name -> (writes, switches)
+        self.relations: Kept[str, bool] = Kept()  # name -> reading it runs a writer
+        self.operators: Kept[None, frozenset[str]] = Kept()  # names of writing operators
 
     async def load(self) -> None:
         async with self.lock:
@@ -145,6 +205,19 @@ def _trace_views(
     return out
 
 
+def _kept_relations(cat: _TargetCatalog, names: frozenset[str]) -> tuple[set[str], list[str]]:
+    """Of ``names``: those kept as running a writer, and those not kept."""
+    found: set[str] = set()
+    unknown: list[str] = []
+    for name in names:
+        hit = cat.relations.get(name, FUNCTIONS_TTL)
+        if hit is None:
+            unknown.append(name)
+        elif hit[0]:
+            found.add(name)
+    return found, unknown
+
+
 class Catalog:
     def __init__(self, targets: Mapping[str, TargetConfig]) -> None:
         self._targets = targets
@@ -186,6 +259,50 @@ class Catalog:
             writers |= new_writers
             switchers |= new_switchers
         return UserFunctions(frozenset(writers), frozenset(switchers))
+
+    def kept_writing_relations(self, target: str, names: frozenset[str]) -> frozenset[str] | None:
+        """``writing_relations`` from what is kept, without a coroutine (every statement that
+        reads a table asks); None when a name is not kept (then await ``writing_relations``)."""
+        cat = self._cat(target)
+        if cat is None:
+            return None
+        found, unknown = _kept_relations(cat, names)
+        return None if unknown else frozenset(found)
+
+    async def writing_relations(self, target: str, names: frozenset[str]) -> frozenset[str]:
+        """The names among ``names`` whose reading runs a user's VOLATILE function (see
+        _WRITING_RELATIONS). Raises when the catalog cannot be read."""
+        cat = self._cat(target)
+        if cat is None:
+            raise LookupError(f"unknown target {target!r}")
+        found, unknown = _kept_relations(cat, names)
+        if unknown:
+            out = await cat.conn.query(
+                _WRITING_RELATIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
+            )
+            writing = set(json.loads(out[0])) if out else set()
+            for name in unknown:
+                if cat.relations.put(name, name in writing):
+                    found.add(name)
+        return frozenset(found)
+
+    def kept_writing_operators(self, target: str) -> frozenset[str] | None:
+        """``writing_operators`` from what is kept (None: not kept, await it)."""
+        cat = self._cat(target)
+        hit = cat.operators.get(None, FUNCTIONS_TTL) if cat is not None else None
+        return None if hit is None else hit[0]
+
+    async def writing_operators(self, target: str) -> frozenset[str]:
+        """The names of the target's operators that run a user's VOLATILE function (see
+        _WRITING_OPERATORS). Raises when the catalog cannot be read."""
+        cat = self._cat(target)
+        if cat is None:
+            raise LookupError(f"unknown target {target!r}")
+        hit = cat.operators.get(None, FUNCTIONS_TTL)
+        if hit is not None:
+            return hit[0]
+        out = await cat.conn.query(_WRITING_OPERATORS, None, ())
+        return cat.operators.put(None, frozenset(json.loads(out[0]) if out else ()))
 
     async def prepare(self, target: str, desc: RowDescription) -> bool:
         """Make sure every table OID in ``desc`` is known. False if the catalog could not be

@@ -103,6 +103,10 @@ def _gateway_owned(c: Classification) -> str | None:
 _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
 
 
+# What an operator's name is made of (PostgreSQL's CREATE OPERATOR).
+_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+
+
 def _looked_up(name: str) -> bool:
     """Whether the target's catalog is asked what a called name runs: every unqualified
     name, PostgreSQL's own included, since a user's function of the same name is called in
@@ -495,6 +499,19 @@ class GuardHooks(SessionHooks):
             names = frozenset(filter(_looked_up, c.functions))
             if names:
                 c = await self._calling_users(info, c, names)
+        if self.catalog is not None and c.error is None:
+            if c.tables_read:
+                writing = self.catalog.kept_writing_relations(info.target, c.tables_read)
+                if writing is None:
+                    writing = await self._writing_relations(info, c.tables_read)
+                if writing:
+                    c = c.reading_writers(writing)
+            if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
+                operators = self.catalog.kept_writing_operators(info.target)
+                if operators is None:
+                    operators = await self._writing_operators(info)
+                if operators and any(op in c.sql for op in operators):
+                    c = c.using_writers()
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -562,6 +579,27 @@ class GuardHooks(SessionHooks):
         if switchers:
             c = c.calling_switchers(switchers)
         return c
+
+    async def _writing_relations(self, info: SessionInfo, names: frozenset[str]) -> frozenset[str]:
+        """Of the relations a statement reads, those whose reading runs a user's VOLATILE
+        function (a view's query, a row security policy). If the catalog cannot be read, all
+        of them (fail closed)."""
+        assert self.catalog is not None
+        try:
+            return await self.catalog.writing_relations(info.target, names)
+        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+            log.info("cannot look up the relations a statement reads: %s", exc)
+            return names
+
+    async def _writing_operators(self, info: SessionInfo) -> frozenset[str]:
+        """The names of the target's operators over a user's VOLATILE function. If the catalog
+        cannot be read, every operator counts (fail closed): an empty name is in every text."""
+        assert self.catalog is not None
+        try:
+            return await self.catalog.writing_operators(info.target)
+        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+            log.info("cannot look up the target's operators: %s", exc)
+            return frozenset({""})
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)

@@ -51,7 +51,8 @@ Flags (``StatementInfo.flags``): ``cascade`` (DROP/TRUNCATE ... CASCADE), ``if_e
 function body that could not be parsed), ``dynamic_sql`` (procedural code runs SQL built at run
 time), ``row_locks`` (SELECT ... FOR UPDATE/SHARE), ``dynamic_set_config`` (set_config with a
 setting name that is not a literal), ``volatile_function`` (calls a user's VOLATILE function,
-which may write: set by the gateway from the target's catalog, not by ``classify``).
+which may write, directly or through a view or row security policy it reads: set by the
+gateway from the target's catalog, not by ``classify``).
 
 ``via`` (``Operation.via``) says how an operation is nested: ``None`` (the statement itself),
 ``cte``, ``explain`` (not executed), ``explain_analyze``, ``prepare``, ``execute``, ``copy``,
@@ -370,6 +371,28 @@ class Classification:
             replace(st, opaque=True, flags=st.flags | {"volatile_function"})
             if st.functions & names
             else st
+            for st in self.statements
+        )
+        return Classification(self.sql, statements, self.error)
+
+    def reading_writers(self, names: frozenset[str]) -> Classification:
+        """This classification with the statements that read one of ``names`` (relations whose
+        reading runs a function that may write: a view's query or a row security policy calls
+        one, known from the target's catalog) marked opaque, flag ``volatile_function``."""
+        statements = tuple(
+            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
+            if st.tables_read & names
+            else st
+            for st in self.statements
+        )
+        return Classification(self.sql, statements, self.error)
+
+    def using_writers(self) -> Classification:
+        """This classification with every statement marked opaque, flag ``volatile_function``:
+        its text names an operator of the target's whose function may write (the operator
+        is not told apart from a string that spells it: held either way)."""
+        statements = tuple(
+            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
             for st in self.statements
         )
         return Classification(self.sql, statements, self.error)

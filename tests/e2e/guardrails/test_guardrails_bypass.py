@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgwarden.guard import catalog as catalog_mod
 from tests.e2e.guardrails.guardrails_support import (
     OWNER,
     SUBJECT,
@@ -660,11 +661,14 @@ def test_existing_function_that_writes_called_through_select(
         "SELECT * FROM initcap(5)",
     ],
 )
-def test_a_users_overload_of_a_built_in_name_is_looked_up(guard: GuardEnv, sql: str) -> None:
+def test_a_users_overload_of_a_built_in_name_is_looked_up(
+    guard: GuardEnv, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PostgreSQL calls a user's function in place of the built-in of the same name when its
     arguments match better: ``initcap(5)`` runs ``public.initcap(int)``, not pg_catalog's
     ``initcap(text)`` (there is no implicit cast from int to text). Taking every built-in
     name for the built-in let such a call through as an ordinary read."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)  # as if the last look-up were old
     guard.admin.execute(
         "CREATE FUNCTION public.initcap(i int) RETURNS int LANGUAGE sql "
         "AS 'DELETE FROM orders WHERE id > 0 RETURNING 1'; "
@@ -679,6 +683,149 @@ def test_a_users_overload_of_a_built_in_name_is_looked_up(guard: GuardEnv, sql: 
             assert "opaque" in outcome.message or "held" in outcome.message, outcome
     finally:
         guard.admin.execute("DROP FUNCTION IF EXISTS public.initcap(int)")
+
+
+# A SQL function that deletes every order and returns how many it deleted.
+_PURGE = (
+    "LANGUAGE sql AS 'WITH d AS (DELETE FROM orders WHERE id > 0 RETURNING 1) "
+    "SELECT count(*)::int FROM d'"
+)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM purging_view",
+        "SELECT 1 FROM products WHERE EXISTS (SELECT 1 FROM purging_view)",
+        "SELECT * FROM outer_view",  # a view over the view
+        "SELECT * FROM public.purging_view",
+    ],
+)
+def test_a_view_that_calls_a_users_volatile_function_is_held(
+    guard: GuardEnv, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a view runs its query, and with it the functions the view calls: a view over a
+    user's VOLATILE function writes as the function does."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)  # as if the last look-up were old
+    guard.admin.execute(
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "CREATE VIEW public.purging_view AS SELECT public.purge_all() AS n; "
+        "CREATE VIEW public.outer_view AS SELECT n FROM public.purging_view; "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}; "
+        f"ALTER VIEW public.purging_view OWNER TO {OWNER}; "
+        f"ALTER VIEW public.outer_view OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        for run in (run_simple, run_extended_unnamed):
+            outcome = run(guard, sql)
+            assert_unchanged(guard, before, f"{sql}: {outcome}")
+            assert outcome.refused, outcome
+            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+    finally:
+        guard.admin.execute(
+            "DROP VIEW IF EXISTS public.outer_view; DROP VIEW IF EXISTS public.purging_view; "
+            "DROP FUNCTION IF EXISTS public.purge_all()"
+        )
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT * FROM guarded_rows", "SELECT count(*) FROM public.guarded_rows"]
+)
+def test_a_row_security_policy_that_calls_a_users_volatile_function_is_held(
+    guard: GuardEnv, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row security policy's expression runs for the rows a statement reads: one that calls
+    a user's VOLATILE function writes as the function does."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)  # as if the last look-up were old
+    guard.admin.execute(
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "CREATE TABLE public.guarded_rows (id int); "
+        "INSERT INTO public.guarded_rows VALUES (1); "
+        "ALTER TABLE public.guarded_rows ENABLE ROW LEVEL SECURITY; "
+        "ALTER TABLE public.guarded_rows FORCE ROW LEVEL SECURITY; "
+        "CREATE POLICY purging ON public.guarded_rows USING (public.purge_all() >= 0); "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}; "
+        f"ALTER TABLE public.guarded_rows OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        for run in (run_simple, run_extended_unnamed):
+            outcome = run(guard, sql)
+            assert_unchanged(guard, before, f"{sql}: {outcome}")
+            assert outcome.refused, outcome
+            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+    finally:
+        guard.admin.execute(
+            "DROP TABLE IF EXISTS public.guarded_rows; DROP FUNCTION IF EXISTS public.purge_all()"
+        )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 #^# 2",
+        "SELECT 1 FROM products WHERE id #^# 1 > 0",
+        "SELECT 1 OPERATOR(public.#^#) 2",
+        "SELECT (1 #^# 2) + 1",
+    ],
+)
+def test_an_operator_over_a_users_volatile_function_is_held(
+    guard: GuardEnv, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator runs the function behind it: one of the target's over a VOLATILE
+    function writes as the function does."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)  # as if the last look-up were old
+    guard.admin.execute(
+        f"CREATE FUNCTION public.purge_pair(a int, b int) RETURNS int {_PURGE}; "
+        "CREATE OPERATOR public.#^# (LEFTARG = int, RIGHTARG = int, FUNCTION = public.purge_pair); "
+        f"ALTER FUNCTION public.purge_pair(int, int) OWNER TO {OWNER}; "
+        f"ALTER OPERATOR public.#^# (int, int) OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        for run in (run_simple, run_extended_unnamed):
+            outcome = run(guard, sql)
+            assert_unchanged(guard, before, f"{sql}: {outcome}")
+            assert outcome.refused, outcome
+            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+    finally:
+        guard.admin.execute(
+            "DROP OPERATOR IF EXISTS public.#^# (int, int); "
+            "DROP FUNCTION IF EXISTS public.purge_pair(int, int)"
+        )
+
+
+def test_views_and_operators_that_cannot_write_are_read_freely(
+    guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the lookups above must not hold: a plain view, a view over a STABLE function and
+    over a built-in volatile one, an operator over a STABLE function."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(
+        "CREATE FUNCTION public.doubled(i int) RETURNS int STABLE LANGUAGE sql "
+        "AS 'SELECT i * 2'; "
+        "CREATE FUNCTION public.times(a int, b int) RETURNS int STABLE LANGUAGE sql "
+        "AS 'SELECT a * b'; "
+        "CREATE OPERATOR public.*** (LEFTARG = int, RIGHTARG = int, FUNCTION = public.times); "
+        "CREATE VIEW public.plain_view AS SELECT id FROM products; "
+        "CREATE VIEW public.stable_view AS SELECT public.doubled(id) AS d, random() AS r, "
+        "id *** 2 AS t FROM products; "
+        f"ALTER VIEW public.plain_view OWNER TO {OWNER}; "
+        f"ALTER VIEW public.stable_view OWNER TO {OWNER}"
+    )
+    try:
+        with guard.connect() as conn:
+            assert conn.execute("SELECT count(*) > 0 FROM plain_view").fetchone() == (True,)
+            assert conn.execute("SELECT count(*) > 0 FROM stable_view").fetchone() == (True,)
+            assert conn.execute("SELECT 2 *** 3").fetchone() == (6,)
+    finally:
+        guard.admin.execute(
+            "DROP VIEW IF EXISTS public.stable_view; DROP VIEW IF EXISTS public.plain_view; "
+            "DROP OPERATOR IF EXISTS public.*** (int, int); "
+            "DROP FUNCTION IF EXISTS public.times(int, int); "
+            "DROP FUNCTION IF EXISTS public.doubled(int)"
+        )
 
 
 def test_functions_that_cannot_write_are_called_freely(guard: GuardEnv) -> None:
