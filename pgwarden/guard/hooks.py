@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pgwarden.approvals import ApprovalService, PendingApproval
+from pgwarden.guard import catalog as catalog_mod
 from pgwarden.guard.catalog import Catalog
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.masking import SessionMasking, plain_scope
@@ -196,6 +198,8 @@ class GuardHooks(SessionHooks):
         self.held: PendingApproval | None = None  # the statement waiting for a decision
         # id(classification or its shape) -> (it, decision without estimates, needs estimate)
         self._decisions: dict[int, tuple[Classification, Decision, bool]] = {}
+        # shapes the catalog found nothing in, and when it was asked
+        self._unaffected: dict[int, tuple[Classification, float]] = {}
         # (id(shape), its estimates) -> (shape, decision with those estimates)
         self._estimated: dict[
             tuple[int, tuple[RowEstimate | None, ...] | None], tuple[Classification, Decision]
@@ -495,23 +499,22 @@ class GuardHooks(SessionHooks):
                 "deny", "gateway-owned-setting", owned, self.policy.mode, fail_closed=True
             )
             return Judgement(c, decision)
-        if c.functions and self.catalog is not None and c.error is None:
-            names = frozenset(filter(_looked_up, c.functions))
-            if names:
-                c = await self._calling_users(info, c, names)
         if self.catalog is not None and c.error is None:
-            if c.tables_read:
-                writing = self.catalog.kept_writing_relations(info.target, c.tables_read)
-                if writing is None:
-                    writing = await self._writing_relations(info, c.tables_read)
-                if writing:
-                    c = c.reading_writers(writing)
-            if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
-                operators = self.catalog.kept_writing_operators(info.target)
-                if operators is None:
-                    operators = await self._writing_operators(info)
-                if operators and any(op in c.sql for op in operators):
-                    c = c.using_writers()
+            # What the catalog says of the functions, relations and operators a statement
+            # uses is the same for every text of its shape: asked once per shape and session
+            # while the answers are kept, and only when nothing was found.
+            plain = c.shape or c
+            seen = self._unaffected.get(id(plain))
+            if (
+                seen is None
+                or seen[0] is not plain
+                or time.monotonic() - seen[1] >= catalog_mod.FUNCTIONS_TTL
+            ):
+                c = await self._through_catalog(info, c)
+                if c is plain or c.shape is plain:
+                    if len(self._unaffected) >= _DECISIONS_KEPT:
+                        self._unaffected.clear()
+                    self._unaffected[id(plain)] = (plain, time.monotonic())
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -558,6 +561,30 @@ class GuardHooks(SessionHooks):
                     estimate_missing=True,
                 )
         return Judgement(c, decision)
+
+    async def _through_catalog(self, info: SessionInfo, c: Classification) -> Classification:
+        """``c`` as the target's catalog makes it: statements that call, read (a view, a row
+        security policy) or use (an operator) a user's function that may write are opaque,
+        those that call one that may change the search_path or role change it. ``c`` itself
+        when none does."""
+        assert self.catalog is not None
+        if c.functions:
+            names = frozenset(filter(_looked_up, c.functions))
+            if names:
+                c = await self._calling_users(info, c, names)
+        if c.tables_read:
+            writing = self.catalog.kept_writing_relations(info.target, c.tables_read)
+            if writing is None:
+                writing = await self._writing_relations(info, c.tables_read)
+            if writing:
+                c = c.reading_writers(writing)
+        if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
+            operators = self.catalog.kept_writing_operators(info.target)
+            if operators is None:
+                operators = await self._writing_operators(info)
+            if operators and any(op in c.sql for op in operators):
+                c = c.using_writers()
+        return c
 
     async def _calling_users(
         self, info: SessionInfo, c: Classification, names: frozenset[str]

@@ -729,6 +729,32 @@ def test_a_view_that_calls_a_users_volatile_function_is_held(
         )
 
 
+def test_a_held_read_stays_held_for_the_session(guard: GuardEnv) -> None:
+    """The catalog's answers are kept per statement shape and session only when it found
+    nothing: a statement it found a writer in is asked about every time, so the same read,
+    repeated in one session with new constants, is held every time."""
+    guard.admin.execute(
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "CREATE VIEW public.purging_view_again AS SELECT public.purge_all() AS n; "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}; "
+        f"ALTER VIEW public.purging_view_again OWNER TO {OWNER}"
+    )
+    before = guard.fingerprint()
+    try:
+        with guard.connect() as conn:
+            for n in range(3):
+                with pytest.raises(psycopg.Error) as err:
+                    conn.execute(f"SELECT n + {n} FROM purging_view_again")
+                assert str(err.value).startswith("pgwarden:"), err.value
+            assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
+        assert_unchanged(guard, before, "a view over a writer, read three times")
+    finally:
+        guard.admin.execute(
+            "DROP VIEW IF EXISTS public.purging_view_again; "
+            "DROP FUNCTION IF EXISTS public.purge_all()"
+        )
+
+
 @pytest.mark.parametrize(
     "sql", ["SELECT * FROM guarded_rows", "SELECT count(*) FROM public.guarded_rows"]
 )
