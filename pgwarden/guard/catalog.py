@@ -79,17 +79,23 @@ FROM (
                     AND d.objid = p.oid AND d.deptype = 'e')
   GROUP BY q.name) AS f
 """
+# p (pg_proc) in n (its pg_namespace) is a user's VOLATILE function: not PostgreSQL's own, not
+# an extension's (an administrator installed it), and may write.
+_USERS_VOLATILE = """p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                  AND e.objid = p.oid AND e.deptype = 'e')
+"""
 # The names of the operators whose function is a user's VOLATILE one (defined as
 # _USER_FUNCTIONS says), wherever the operator is.
-_WRITING_OPERATORS = r"""
+_WRITING_OPERATORS = (
+    r"""
 SELECT coalesce(json_agg(DISTINCT o.oprname), '[]')::text
 FROM pg_operator o
 JOIN pg_proc p ON p.oid = o.oprcode
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                  AND e.objid = p.oid AND e.deptype = 'e')
-"""
+WHERE """  # noqa: S608 - constants only, no input
+    + _USERS_VOLATILE
+)
 #: How long what a function name resolves to is kept.
 FUNCTIONS_TTL = 5.0
 
@@ -98,7 +104,8 @@ FUNCTIONS_TTL = 5.0
 # view's query calls it, directly, through an operator or through another view, or a row
 # security policy of the relation or of such a view does. PostgreSQL records what a view's
 # rewrite rule and a policy's expressions use in pg_depend.
-_WRITING_RELATIONS = r"""
+_WRITING_RELATIONS = (
+    r"""
 WITH RECURSIVE named AS (
   SELECT q.name, c.oid
   FROM json_array_elements_text($1::json) AS q(name)
@@ -134,10 +141,9 @@ SELECT coalesce(json_agg(DISTINCT c.name), '[]')::text
 FROM called c
 JOIN pg_proc p ON p.oid = c.fn
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                  AND e.objid = p.oid AND e.deptype = 'e')
-"""
+WHERE """  # noqa: S608 - constants only, no input
+    + _USERS_VOLATILE
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ gateway from the target's catalog, not by ``classify``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -367,32 +368,23 @@ class Classification:
         """This classification with the statements that call one of ``names`` (functions that
         may write, known from the target's catalog) marked opaque, flag ``volatile_function``.
         """
-        statements = tuple(
-            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
-            if st.functions & names
-            else st
-            for st in self.statements
-        )
-        return Classification(self.sql, statements, self.error)
+        return self._running_writers(lambda st: bool(st.functions & names))
 
     def reading_writers(self, names: frozenset[str]) -> Classification:
         """This classification with the statements that read one of ``names`` (relations whose
         reading runs a function that may write: a view's query or a row security policy calls
         one, known from the target's catalog) marked opaque, flag ``volatile_function``."""
-        statements = tuple(
-            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
-            if st.tables_read & names
-            else st
-            for st in self.statements
-        )
-        return Classification(self.sql, statements, self.error)
+        return self._running_writers(lambda st: bool(st.tables_read & names))
 
     def using_writers(self) -> Classification:
         """This classification with every statement marked opaque, flag ``volatile_function``:
         its text names an operator of the target's whose function may write (the operator
         is not told apart from a string that spells it: held either way)."""
+        return self._running_writers(lambda st: True)
+
+    def _running_writers(self, runs: Callable[[StatementInfo], bool]) -> Classification:
         statements = tuple(
-            replace(st, opaque=True, flags=st.flags | {"volatile_function"})
+            replace(st, opaque=True, flags=st.flags | {"volatile_function"}) if runs(st) else st
             for st in self.statements
         )
         return Classification(self.sql, statements, self.error)

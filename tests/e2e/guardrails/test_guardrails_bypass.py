@@ -36,6 +36,17 @@ from tests.support import wire
 # helpers
 
 
+def assert_held_both_ways(guard: GuardEnv, sql: str) -> None:
+    """``sql``, sent in simple and in extended protocol, is refused as opaque code (held:
+    nobody approves here) and the data is as it was."""
+    before = guard.fingerprint()
+    for run in (run_simple, run_extended_unnamed):
+        outcome = run(guard, sql)
+        assert_unchanged(guard, before, f"{sql}: {outcome}")
+        assert outcome.refused, outcome
+        assert "opaque" in outcome.message or "held" in outcome.message, outcome
+
+
 @pytest.fixture
 def raw(guard: GuardEnv) -> Iterator[Callable[[], wire.RawConn]]:
     """``raw()`` -> a logged-in raw protocol connection to the gateway (closed afterwards)."""
@@ -639,13 +650,8 @@ def test_existing_function_that_writes_called_through_select(
         "AS 'DELETE FROM orders WHERE id > 0'; "
         f"ALTER FUNCTION public.purge_orders() OWNER TO {OWNER}"
     )
-    before = guard.fingerprint()
     try:
-        for run in (run_simple, run_extended_unnamed):
-            outcome = run(guard, sql)
-            assert_unchanged(guard, before, f"{sql} (created by the owner): {outcome}")
-            assert outcome.refused, outcome
-            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+        assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute(
             "DROP FUNCTION IF EXISTS public.purge_orders(); "
@@ -674,13 +680,8 @@ def test_a_users_overload_of_a_built_in_name_is_looked_up(
         "AS 'DELETE FROM orders WHERE id > 0 RETURNING 1'; "
         f"ALTER FUNCTION public.initcap(int) OWNER TO {OWNER}"
     )
-    before = guard.fingerprint()
     try:
-        for run in (run_simple, run_extended_unnamed):
-            outcome = run(guard, sql)
-            assert_unchanged(guard, before, f"{sql}: {outcome}")
-            assert outcome.refused, outcome
-            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+        assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute("DROP FUNCTION IF EXISTS public.initcap(int)")
 
@@ -715,13 +716,8 @@ def test_a_view_that_calls_a_users_volatile_function_is_held(
         f"ALTER VIEW public.purging_view OWNER TO {OWNER}; "
         f"ALTER VIEW public.outer_view OWNER TO {OWNER}"
     )
-    before = guard.fingerprint()
     try:
-        for run in (run_simple, run_extended_unnamed):
-            outcome = run(guard, sql)
-            assert_unchanged(guard, before, f"{sql}: {outcome}")
-            assert outcome.refused, outcome
-            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+        assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute(
             "DROP VIEW IF EXISTS public.outer_view; DROP VIEW IF EXISTS public.purging_view; "
@@ -774,13 +770,8 @@ def test_a_row_security_policy_that_calls_a_users_volatile_function_is_held(
         f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}; "
         f"ALTER TABLE public.guarded_rows OWNER TO {OWNER}"
     )
-    before = guard.fingerprint()
     try:
-        for run in (run_simple, run_extended_unnamed):
-            outcome = run(guard, sql)
-            assert_unchanged(guard, before, f"{sql}: {outcome}")
-            assert outcome.refused, outcome
-            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+        assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute(
             "DROP TABLE IF EXISTS public.guarded_rows; DROP FUNCTION IF EXISTS public.purge_all()"
@@ -808,13 +799,8 @@ def test_an_operator_over_a_users_volatile_function_is_held(
         f"ALTER FUNCTION public.purge_pair(int, int) OWNER TO {OWNER}; "
         f"ALTER OPERATOR public.#^# (int, int) OWNER TO {OWNER}"
     )
-    before = guard.fingerprint()
     try:
-        for run in (run_simple, run_extended_unnamed):
-            outcome = run(guard, sql)
-            assert_unchanged(guard, before, f"{sql}: {outcome}")
-            assert outcome.refused, outcome
-            assert "opaque" in outcome.message or "held" in outcome.message, outcome
+        assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute(
             "DROP OPERATOR IF EXISTS public.#^# (int, int); "
