@@ -23,14 +23,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pgwarden.config import TargetConfig
 from pgwarden.guard.kept import Kept
 from pgwarden.guard.sideconn import SideConnection
 from pgwarden.protocol.messages import Bind, RowDescription
 from pgwarden.proxy.upstream import UpstreamError
+from pgwarden.sql import classify
+from pgwarden.sql.functions import may_be_users
 
 log = logging.getLogger("pgwarden.catalog")
 
@@ -99,6 +102,52 @@ WHERE """  # noqa: S608 - constants only, no input
 #: How long what a function name resolves to is kept.
 FUNCTIONS_TTL = 5.0
 
+# Of the relation names $1 (matched as _WRITING_RELATIONS matches them), the definitions of what
+# writing them runs besides the write: each enabled trigger's function when it is a user's (not
+# PostgreSQL's, not an extension's), and each rule other than a view's ON SELECT, as
+# [name, definition] pairs.
+_WRITE_HOOKS = r"""
+SELECT coalesce(json_agg(json_build_array(x.name, x.def)), '[]')::text FROM (
+  SELECT q.name, pg_get_functiondef(p.oid) AS def
+  FROM json_array_elements_text($1::json) AS q(name)
+  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
+  JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+  JOIN pg_proc p ON p.oid = t.tgfoid
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE (strpos(q.name, '.') = 0 OR lower(cn.nspname) = lower(substring(q.name FROM '^[^.]*')))
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                    AND e.objid = p.oid AND e.deptype = 'e')
+  UNION ALL
+  SELECT q.name, pg_get_ruledef(r.oid)
+  FROM json_array_elements_text($1::json) AS q(name)
+  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
+  JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN pg_rewrite r ON r.ev_class = c.oid AND r.ev_type <> '1'
+  WHERE strpos(q.name, '.') = 0 OR lower(cn.nspname) = lower(substring(q.name FROM '^[^.]*'))
+) AS x
+"""
+#: What a trigger or rule may do besides reading and adding rows and still let its write pass.
+_HARMLESS_KINDS = frozenset({"select", "insert", "create_function", "create_rule"})
+_UNSEEN_CODE = frozenset({"dynamic_sql", "unparsed_body", "untrusted_language"})
+
+
+def _destroys(definition: str) -> bool:
+    """Whether a trigger's function or a rule, from its definition, may change or remove rows
+    or objects: anything it runs but reads and INSERTs, code the classifier cannot see into
+    (dynamic SQL, C, untrusted languages), or a call of a function that may be a user's."""
+    c = classify(definition)
+    if c.error is not None or not c.statements:
+        return True
+    return any(
+        not st.kinds <= _HARMLESS_KINDS
+        or bool(st.flags & _UNSEEN_CODE)
+        or any(may_be_users(f) for f in st.functions)
+        for st in c.statements
+    )
+
+
 # Of the relation names $1 (a JSON array, matched as _USER_FUNCTIONS matches function names),
 # those whose reading runs a user's VOLATILE function (defined as _USER_FUNCTIONS says): a
 # view's query calls it, directly, through an operator or through another view, or a row
@@ -166,6 +215,7 @@ class _TargetCatalog:
         self.functions: Kept[str, tuple[bool, bool]] = Kept()  # name -> (writes, switches)
         self.relations: Kept[str, bool] = Kept()  # name -> reading it runs a writer
         self.operators: Kept[None, frozenset[str]] = Kept()  # names of writing operators
+        self.write_hooks: Kept[str, bool] = Kept()  # name -> a trigger or rule may destroy
 
     async def load(self) -> None:
         async with self.lock:
@@ -211,12 +261,12 @@ def _trace_views(
     return out
 
 
-def _kept_relations(cat: _TargetCatalog, names: frozenset[str]) -> tuple[set[str], list[str]]:
-    """Of ``names``: those kept as running a writer, and those not kept."""
+def _kept_names(kept: Kept[str, bool], names: frozenset[str]) -> tuple[set[str], list[str]]:
+    """Of ``names``: those kept as true, and those not kept."""
     found: set[str] = set()
     unknown: list[str] = []
     for name in names:
-        hit = cat.relations.get(name, FUNCTIONS_TTL)
+        hit = kept.get(name, FUNCTIONS_TTL)
         if hit is None:
             unknown.append(name)
         elif hit[0]:
@@ -224,10 +274,37 @@ def _kept_relations(cat: _TargetCatalog, names: frozenset[str]) -> tuple[set[str
     return found, unknown
 
 
+async def _ask_names(
+    cat: _TargetCatalog,
+    kept: Kept[str, bool],
+    query: str,
+    names: frozenset[str],
+    true_of: Callable[[Any], set[str]],
+) -> frozenset[str]:
+    """The names among ``names`` that ``query`` (asked with the names not kept, as a JSON
+    array; its answer read by ``true_of``) says are true of, kept for FUNCTIONS_TTL."""
+    found, unknown = _kept_names(kept, names)
+    if unknown:
+        out = await cat.conn.query(
+            query, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
+        )
+        true = true_of(json.loads(out[0]) if out else [])
+        for name in unknown:
+            if kept.put(name, name in true):
+                found.add(name)
+    return frozenset(found)
+
+
 class Catalog:
     def __init__(self, targets: Mapping[str, TargetConfig]) -> None:
         self._targets = targets
         self._cats: dict[str, _TargetCatalog] = {}
+
+    def _known(self, target: str) -> _TargetCatalog:
+        cat = self._cat(target)
+        if cat is None:
+            raise LookupError(f"unknown target {target!r}")
+        return cat
 
     def _cat(self, target: str) -> _TargetCatalog | None:
         cat = self._cats.get(target)
@@ -272,25 +349,27 @@ class Catalog:
         cat = self._cat(target)
         if cat is None:
             return None
-        found, unknown = _kept_relations(cat, names)
+        found, unknown = _kept_names(cat.relations, names)
         return None if unknown else frozenset(found)
 
     async def writing_relations(self, target: str, names: frozenset[str]) -> frozenset[str]:
         """The names among ``names`` whose reading runs a user's VOLATILE function (see
         _WRITING_RELATIONS). Raises when the catalog cannot be read."""
-        cat = self._cat(target)
-        if cat is None:
-            raise LookupError(f"unknown target {target!r}")
-        found, unknown = _kept_relations(cat, names)
-        if unknown:
-            out = await cat.conn.query(
-                _WRITING_RELATIONS, Bind.build("", "", (json.dumps(unknown).encode(),)), (25,)
-            )
-            writing = set(json.loads(out[0])) if out else set()
-            for name in unknown:
-                if cat.relations.put(name, name in writing):
-                    found.add(name)
-        return frozenset(found)
+        cat = self._known(target)
+        return await _ask_names(cat, cat.relations, _WRITING_RELATIONS, names, set)
+
+    async def destroying_write_hooks(self, target: str, names: frozenset[str]) -> frozenset[str]:
+        """The names among ``names`` (relations a statement writes) that have a trigger or a
+        rule that may change or remove rows or objects beyond the write (see _WRITE_HOOKS and
+        _destroys). Raises when the catalog cannot be read."""
+        cat = self._known(target)
+        return await _ask_names(
+            cat,
+            cat.write_hooks,
+            _WRITE_HOOKS,
+            names,
+            lambda rows: {name for name, definition in rows if _destroys(definition)},
+        )
 
     def kept_writing_operators(self, target: str) -> frozenset[str] | None:
         """``writing_operators`` from what is kept (None: not kept, await it)."""

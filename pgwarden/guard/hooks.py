@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +107,16 @@ _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I
 
 # What an operator's name is made of (PostgreSQL's CREATE OPERATOR).
 _OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+
+
+async def _or_all(names: frozenset[str], asked: Awaitable[frozenset[str]]) -> frozenset[str]:
+    """What the catalog answers of ``names``, or all of them if it cannot be read (fail
+    closed)."""
+    try:
+        return await asked
+    except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+        log.info("cannot look up %s in the target's catalog: %s", sorted(names), exc)
+        return names
 
 
 def _looked_up(name: str) -> bool:
@@ -564,7 +574,8 @@ class GuardHooks(SessionHooks):
 
     async def _through_catalog(self, info: SessionInfo, c: Classification) -> Classification:
         """``c`` as the target's catalog makes it: statements that call, read (a view, a row
-        security policy) or use (an operator) a user's function that may write are opaque,
+        security policy), write (a trigger, a rule) or use (an operator) a user's function
+        that may write are opaque,
         those that call one that may change the search_path or role change it. ``c`` itself
         when none does."""
         assert self.catalog is not None
@@ -578,6 +589,10 @@ class GuardHooks(SessionHooks):
                 writing = await self._writing_relations(info, c.tables_read)
             if writing:
                 c = c.reading_writers(writing)
+        if c.tables_written:
+            hooked = await self._destroying_write_hooks(info, c.tables_written)
+            if hooked:
+                c = c.writing_through(hooked)
         if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
             operators = self.catalog.kept_writing_operators(info.target)
             if operators is None:
@@ -609,14 +624,17 @@ class GuardHooks(SessionHooks):
 
     async def _writing_relations(self, info: SessionInfo, names: frozenset[str]) -> frozenset[str]:
         """Of the relations a statement reads, those whose reading runs a user's VOLATILE
-        function (a view's query, a row security policy). If the catalog cannot be read, all
-        of them (fail closed)."""
+        function (a view's query, a row security policy)."""
         assert self.catalog is not None
-        try:
-            return await self.catalog.writing_relations(info.target, names)
-        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
-            log.info("cannot look up the relations a statement reads: %s", exc)
-            return names
+        return await _or_all(names, self.catalog.writing_relations(info.target, names))
+
+    async def _destroying_write_hooks(
+        self, info: SessionInfo, names: frozenset[str]
+    ) -> frozenset[str]:
+        """Of the relations a statement writes, those with a trigger or rule that may change
+        or remove other rows."""
+        assert self.catalog is not None
+        return await _or_all(names, self.catalog.destroying_write_hooks(info.target, names))
 
     async def _writing_operators(self, info: SessionInfo) -> frozenset[str]:
         """The names of the target's operators over a user's VOLATILE function. If the catalog

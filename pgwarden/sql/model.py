@@ -51,8 +51,9 @@ Flags (``StatementInfo.flags``): ``cascade`` (DROP/TRUNCATE ... CASCADE), ``if_e
 function body that could not be parsed), ``dynamic_sql`` (procedural code runs SQL built at run
 time), ``row_locks`` (SELECT ... FOR UPDATE/SHARE), ``dynamic_set_config`` (set_config with a
 setting name that is not a literal), ``volatile_function`` (calls a user's VOLATILE function,
-which may write, directly or through a view or row security policy it reads: set by the
-gateway from the target's catalog, not by ``classify``).
+which may write, directly, through a view or row security policy it reads, an operator it
+uses, or a trigger or rule of a table it writes: set by the gateway from the target's
+catalog, not by ``classify``).
 
 ``via`` (``Operation.via``) says how an operation is nested: ``None`` (the statement itself),
 ``cte``, ``explain`` (not executed), ``explain_analyze``, ``prepare``, ``execute``, ``copy``,
@@ -375,6 +376,12 @@ class Classification:
         reading runs a function that may write: a view's query or a row security policy calls
         one, known from the target's catalog) marked opaque, flag ``volatile_function``."""
         return self._running_writers(lambda st: bool(st.tables_read & names))
+
+    def writing_through(self, names: frozenset[str]) -> Classification:
+        """This classification with the statements that write one of ``names`` (relations
+        with a trigger or rule that may change or remove other rows, known from the target's
+        catalog) marked opaque, flag ``volatile_function``."""
+        return self._running_writers(lambda st: bool(st.tables_written & names))
 
     def using_writers(self) -> Classification:
         """This classification with every statement marked opaque, flag ``volatile_function``:

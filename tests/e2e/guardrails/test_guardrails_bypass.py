@@ -808,6 +808,73 @@ def test_an_operator_over_a_users_volatile_function_is_held(
         )
 
 
+_TRIGGERED = {
+    "trigger": (
+        "CREATE FUNCTION public.purge_on_write() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN DELETE FROM orders WHERE id > 0; RETURN NULL; END$$; "
+        "CREATE TRIGGER purge AFTER INSERT OR UPDATE OR DELETE ON public.hooked "
+        "FOR EACH STATEMENT EXECUTE FUNCTION public.purge_on_write(); "
+        f"ALTER FUNCTION public.purge_on_write() OWNER TO {OWNER}"
+    ),
+    "rule": "CREATE RULE purge AS ON INSERT TO public.hooked DO ALSO DELETE FROM orders",
+}
+
+
+@pytest.mark.parametrize(
+    ("hook", "sql"),
+    [
+        ("trigger", "INSERT INTO hooked VALUES (2)"),
+        ("trigger", "UPDATE hooked SET id = 3 WHERE id = 1"),
+        ("rule", "INSERT INTO hooked VALUES (2)"),
+    ],
+)
+def test_a_write_whose_trigger_or_rule_destroys_is_held(
+    guard: GuardEnv, sql: str, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write runs its table's triggers and rules: one that deletes elsewhere deletes as
+    part of an INSERT the policy would allow."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(
+        "CREATE TABLE public.hooked (id int); INSERT INTO public.hooked VALUES (1); "
+        f"ALTER TABLE public.hooked OWNER TO {OWNER}; " + _TRIGGERED[hook]
+    )
+    try:
+        assert_held_both_ways(guard, sql)
+    finally:
+        guard.admin.execute(
+            "DROP TABLE IF EXISTS public.hooked; DROP FUNCTION IF EXISTS public.purge_on_write()"
+        )
+
+
+def test_a_write_whose_trigger_only_adds_rows_passes(
+    guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the trigger look-up must not hold: an audit trigger that sets a column and adds
+    a row to a log (PostgreSQL's own trigger functions pass too)."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(
+        "CREATE TABLE public.audited (id int, at timestamptz); "
+        "CREATE TABLE public.audit_log (id int); "
+        "CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN NEW.at := now(); INSERT INTO public.audit_log VALUES (NEW.id); "
+        "RETURN NEW; END$$; "
+        "CREATE TRIGGER audit BEFORE INSERT ON public.audited "
+        "FOR EACH ROW EXECUTE FUNCTION public.audit(); "
+        f"ALTER TABLE public.audited OWNER TO {OWNER}; "
+        f"ALTER TABLE public.audit_log OWNER TO {OWNER}; "
+        f"ALTER FUNCTION public.audit() OWNER TO {OWNER}"
+    )
+    try:
+        with guard.connect() as conn:
+            conn.execute("INSERT INTO audited (id) VALUES (7)")
+            assert conn.execute("SELECT id FROM audit_log").fetchall() == [(7,)]
+    finally:
+        guard.admin.execute(
+            "DROP TABLE IF EXISTS public.audited; DROP TABLE IF EXISTS public.audit_log; "
+            "DROP FUNCTION IF EXISTS public.audit()"
+        )
+
+
 def test_views_and_operators_that_cannot_write_are_read_freely(
     guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
