@@ -343,15 +343,6 @@ class Catalog:
             switchers |= new_switchers
         return UserFunctions(frozenset(writers), frozenset(switchers))
 
-    def kept_writing_relations(self, target: str, names: frozenset[str]) -> frozenset[str] | None:
-        """``writing_relations`` from what is kept, without a coroutine (every statement that
-        reads a table asks); None when a name is not kept (then await ``writing_relations``)."""
-        cat = self._cat(target)
-        if cat is None:
-            return None
-        found, unknown = _kept_names(cat.relations, names)
-        return None if unknown else frozenset(found)
-
     async def writing_relations(self, target: str, names: frozenset[str]) -> frozenset[str]:
         """The names among ``names`` whose reading runs a user's VOLATILE function (see
         _WRITING_RELATIONS). Raises when the catalog cannot be read."""
@@ -371,18 +362,10 @@ class Catalog:
             lambda rows: {name for name, definition in rows if _destroys(definition)},
         )
 
-    def kept_writing_operators(self, target: str) -> frozenset[str] | None:
-        """``writing_operators`` from what is kept (None: not kept, await it)."""
-        cat = self._cat(target)
-        hit = cat.operators.get(None, FUNCTIONS_TTL) if cat is not None else None
-        return None if hit is None else hit[0]
-
     async def writing_operators(self, target: str) -> frozenset[str]:
         """The names of the target's operators that run a user's VOLATILE function (see
         _WRITING_OPERATORS). Raises when the catalog cannot be read."""
-        cat = self._cat(target)
-        if cat is None:
-            raise LookupError(f"unknown target {target!r}")
+        cat = self._known(target)
         hit = cat.operators.get(None, FUNCTIONS_TTL)
         if hit is not None:
             return hit[0]

@@ -575,18 +575,15 @@ class GuardHooks(SessionHooks):
     async def _through_catalog(self, info: SessionInfo, c: Classification) -> Classification:
         """``c`` as the target's catalog makes it: statements that call, read (a view, a row
         security policy), write (a trigger, a rule) or use (an operator) a user's function
-        that may write are opaque,
-        those that call one that may change the search_path or role change it. ``c`` itself
-        when none does."""
+        that may write are opaque; those that call one that may change the search_path or
+        role change it. ``c`` itself when none does."""
         assert self.catalog is not None
         if c.functions:
             names = frozenset(filter(_looked_up, c.functions))
             if names:
                 c = await self._calling_users(info, c, names)
         if c.tables_read:
-            writing = self.catalog.kept_writing_relations(info.target, c.tables_read)
-            if writing is None:
-                writing = await self._writing_relations(info, c.tables_read)
+            writing = await self._writing_relations(info, c.tables_read)
             if writing:
                 c = c.reading_writers(writing)
         if c.tables_written:
@@ -594,9 +591,7 @@ class GuardHooks(SessionHooks):
             if hooked:
                 c = c.writing_through(hooked)
         if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
-            operators = self.catalog.kept_writing_operators(info.target)
-            if operators is None:
-                operators = await self._writing_operators(info)
+            operators = await self._writing_operators(info)
             if operators and any(op in c.sql for op in operators):
                 c = c.using_writers()
         return c
@@ -640,11 +635,7 @@ class GuardHooks(SessionHooks):
         """The names of the target's operators over a user's VOLATILE function. If the catalog
         cannot be read, every operator counts (fail closed): an empty name is in every text."""
         assert self.catalog is not None
-        try:
-            return await self.catalog.writing_operators(info.target)
-        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
-            log.info("cannot look up the target's operators: %s", exc)
-            return frozenset({""})
+        return await _or_all(frozenset({""}), self.catalog.writing_operators(info.target))
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)
