@@ -17,6 +17,10 @@ policy (``GuardHooks``: a statement calling one runs code the gateway cannot see
 does).
 """
 
+# The catalog queries are joined from constant fragments; what a statement names goes in as a
+# bound parameter ($1), never into the text.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import asyncio
@@ -56,6 +60,23 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
 """
 _MIN_RELOAD = 2.0
 
+# p (pg_proc) in n (its pg_namespace) is a user's function: not PostgreSQL's own, not an
+# extension's (an administrator installed it).
+_USERS = """n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                  AND e.objid = p.oid AND e.deptype = 'e')
+"""
+# ... and VOLATILE: it may write.
+_USERS_VOLATILE = "p.provolatile = 'v' AND " + _USERS
+# named(name, oid): the relations the names $1 (a JSON array, matched as _USER_FUNCTIONS
+# matches function names) may stand for.
+_NAMED_RELATIONS = r"""named AS (
+  SELECT q.name, c.oid
+  FROM json_array_elements_text($1::json) AS q(name)
+  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*'))
+)"""
 # Of the names $1 (a JSON array; "name" or "schema.name", matched without regard to case, in
 # any schema when unqualified), those that could call a function defined by a user (not in
 # pg_catalog or information_schema, not part of an extension) that
@@ -64,7 +85,8 @@ _MIN_RELOAD = 2.0
 #   STABLE function may call set_config): its source names search_path, set_config, SET
 #   ROLE or session_authorization, or is a SQL-standard body (BEGIN ATOMIC), whose source
 #   is not kept as text. A SET clause of the function's own (proconfig) is undone on return.
-_USER_FUNCTIONS = r"""
+_USER_FUNCTIONS = (
+    r"""
 SELECT json_build_object(
   'writers', coalesce(json_agg(f.name) FILTER (WHERE f.writes), '[]'),
   'switchers', coalesce(json_agg(f.name) FILTER (WHERE f.switches), '[]'))::text
@@ -77,17 +99,12 @@ FROM (
   JOIN pg_proc p ON lower(p.proname) = lower(substring(q.name FROM '[^.]*$'))
   JOIN pg_namespace n ON n.oid = p.pronamespace
   WHERE (strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*')))
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                    AND d.objid = p.oid AND d.deptype = 'e')
+    AND """
+    + _USERS
+    + """
   GROUP BY q.name) AS f
 """
-# p (pg_proc) in n (its pg_namespace) is a user's VOLATILE function: not PostgreSQL's own, not
-# an extension's (an administrator installed it), and may write.
-_USERS_VOLATILE = """p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                  AND e.objid = p.oid AND e.deptype = 'e')
-"""
+)
 # The names of the operators whose function is a user's VOLATILE one (defined as
 # _USER_FUNCTIONS says), wherever the operator is.
 _WRITING_OPERATORS = (
@@ -96,7 +113,7 @@ SELECT coalesce(json_agg(DISTINCT o.oprname), '[]')::text
 FROM pg_operator o
 JOIN pg_proc p ON p.oid = o.oprcode
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE """  # noqa: S608 - constants only, no input
+WHERE """
     + _USERS_VOLATILE
 )
 #: How long what a function name resolves to is kept.
@@ -106,28 +123,25 @@ FUNCTIONS_TTL = 5.0
 # writing them runs besides the write: each enabled trigger's function when it is a user's (not
 # PostgreSQL's, not an extension's), and each rule other than a view's ON SELECT, as
 # [name, definition] pairs.
-_WRITE_HOOKS = r"""
+_WRITE_HOOKS = (
+    "WITH "
+    + _NAMED_RELATIONS
+    + r"""
 SELECT coalesce(json_agg(json_build_array(x.name, x.def)), '[]')::text FROM (
-  SELECT q.name, pg_get_functiondef(p.oid) AS def
-  FROM json_array_elements_text($1::json) AS q(name)
-  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
-  JOIN pg_namespace cn ON cn.oid = c.relnamespace
-  JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+  SELECT d.name, pg_get_functiondef(p.oid) AS def
+  FROM named d
+  JOIN pg_trigger t ON t.tgrelid = d.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
   JOIN pg_proc p ON p.oid = t.tgfoid
   JOIN pg_namespace n ON n.oid = p.pronamespace
-  WHERE (strpos(q.name, '.') = 0 OR lower(cn.nspname) = lower(substring(q.name FROM '^[^.]*')))
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                    AND e.objid = p.oid AND e.deptype = 'e')
+  WHERE """
+    + _USERS
+    + """
   UNION ALL
-  SELECT q.name, pg_get_ruledef(r.oid)
-  FROM json_array_elements_text($1::json) AS q(name)
-  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
-  JOIN pg_namespace cn ON cn.oid = c.relnamespace
-  JOIN pg_rewrite r ON r.ev_class = c.oid AND r.ev_type <> '1'
-  WHERE strpos(q.name, '.') = 0 OR lower(cn.nspname) = lower(substring(q.name FROM '^[^.]*'))
+  SELECT d.name, pg_get_ruledef(r.oid)
+  FROM named d JOIN pg_rewrite r ON r.ev_class = d.oid AND r.ev_type <> '1'
 ) AS x
 """
+)
 #: What a trigger or rule may do besides reading and adding rows and still let its write pass.
 _HARMLESS_KINDS = frozenset({"select", "insert", "create_function", "create_rule"})
 _UNSEEN_CODE = frozenset({"dynamic_sql", "unparsed_body", "untrusted_language"})
@@ -154,14 +168,9 @@ def _destroys(definition: str) -> bool:
 # security policy of the relation or of such a view does. PostgreSQL records what a view's
 # rewrite rule and a policy's expressions use in pg_depend.
 _WRITING_RELATIONS = (
-    r"""
-WITH RECURSIVE named AS (
-  SELECT q.name, c.oid
-  FROM json_array_elements_text($1::json) AS q(name)
-  JOIN pg_class c ON lower(c.relname) = lower(substring(q.name FROM '[^.]*$'))
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*'))
-), reached(name, oid) AS (
+    "WITH RECURSIVE "
+    + _NAMED_RELATIONS
+    + r""", reached(name, oid) AS (
   SELECT name, oid FROM named
   UNION
   SELECT r.name, d.refobjid
@@ -190,7 +199,7 @@ SELECT coalesce(json_agg(DISTINCT c.name), '[]')::text
 FROM called c
 JOIN pg_proc p ON p.oid = c.fn
 JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE """  # noqa: S608 - constants only, no input
+WHERE """
     + _USERS_VOLATILE
 )
 
@@ -315,9 +324,7 @@ class Catalog:
     async def user_functions(self, target: str, names: frozenset[str]) -> UserFunctions:
         """What the names among ``names`` could call of the target's own functions (see
         _USER_FUNCTIONS). Raises when the catalog cannot be read."""
-        cat = self._cat(target)
-        if cat is None:
-            raise LookupError(f"unknown target {target!r}")
+        cat = self._known(target)
         writers: set[str] = set()
         switchers: set[str] = set()
         unknown = []
@@ -393,9 +400,7 @@ class Catalog:
         """The columns ``sql`` would return, described (never run) on the side connection
         with the session's ``search_path``, their tables loaded for ``resolve``. Raises when
         it cannot be described."""
-        cat = self._cat(target)
-        if cat is None:
-            raise LookupError(f"unknown target {target!r}")
+        cat = self._known(target)
         desc = await cat.conn.describe(sql, search_path)
         if desc is not None and not await self.prepare(target, desc):
             raise LookupError("the catalog could not be read")
