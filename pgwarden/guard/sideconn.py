@@ -32,6 +32,15 @@ _TIMEOUT = 5.0
 # and a target nobody uses holds no connection of the gateway's.
 IDLE_CLOSE = 2.0
 _T = TypeVar("_T")
+_LOST = (OSError, UpstreamError, asyncio.IncompleteReadError)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone, not that the question failed on it:
+    connection exceptions (class 08) and the server ending the session (57P01-57P03)."""
+    if isinstance(exc, UpstreamError):
+        return exc.sqlstate.startswith("08") or exc.sqlstate in {"57P01", "57P02", "57P03"}
+    return True
 
 
 class SideConnection:
@@ -46,6 +55,7 @@ class SideConnection:
         self.search_path: str | None = None
         self.session_lock = asyncio.Lock()  # a sequence that needs session state to itself
         self._sequence: asyncio.Task[object] | None = None  # the task running one
+        self._sequence_asked = False  # it has asked something: the session holds its state
 
     async def query(
         self,
@@ -74,6 +84,7 @@ class SideConnection:
             return
         async with self.session_lock:
             self._sequence = asyncio.current_task()
+            self._sequence_asked = False
             try:
                 yield
             finally:
@@ -81,7 +92,8 @@ class SideConnection:
 
     async def _ask(self, search_path: str | None, then: Callable[[], Awaitable[_T]]) -> _T:
         """One question at a time, within one timeout: the session's search_path, then
-        ``then()``. A failure closes the connection (a new one starts at the role's default)."""
+        ``then()``. A failure closes the connection (a new one starts at the role's default).
+        A connection that died while unused is replaced and the question asked again once."""
         while self._sequence is not None and self._sequence is not asyncio.current_task():
             async with self.session_lock:  # another task's sequence: after it
                 pass
@@ -94,13 +106,32 @@ class SideConnection:
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
+            # A backend terminated, a database dropped and made again or a restarted server
+            # leaves an idle connection that looks open (the EOF keeps the transport
+            # half-open) until it is asked something.
+            reused = self.up is not None
             try:
-                answer = await asyncio.wait_for(run(), _TIMEOUT)
-            except (TimeoutError, OSError, UpstreamError, asyncio.IncompleteReadError):
-                self.close()
-                raise
+                answer = await self._once(run)
+            except _LOST as exc:
+                if not (reused and _lost(exc) and self._stateless()):
+                    raise
+                answer = await self._once(run)
+            if self._sequence is not None:
+                self._sequence_asked = True
             self._idle = asyncio.get_running_loop().call_later(self.idle_close, self._close_idle)
             return answer
+
+    async def _once(self, run: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return await asyncio.wait_for(run(), _TIMEOUT)
+        except (TimeoutError, *_LOST):
+            self.close()
+            raise
+
+    def _stateless(self) -> bool:
+        """Whether a new connection may stand in for this one: not inside a sequence that
+        has set session state (BEGIN READ ONLY, PREPARE) the rest of it relies on."""
+        return self._sequence is None or not self._sequence_asked
 
     def _close_idle(self) -> None:
         self._idle = None

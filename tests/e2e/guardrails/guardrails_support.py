@@ -465,9 +465,9 @@ class GuardEnv:
         self.warm_estimator()
 
     def warm_estimator(self) -> None:
-        """After a rebuild the gateway's estimator connection is dead; make it reconnect
-        (it fails open once, see test_guardrails_blast_radius) with a statement that changes
-        nothing either way, until a statement that needs an estimate is refused again."""
+        """After a rebuild the gateway's estimator connections are dead (they are replaced
+        when next asked); make sure one is up with a statement that changes nothing either
+        way, until a statement that needs an estimate is refused again."""
         probe = "UPDATE orders SET amount = amount WHERE id > 0"
         for _ in range(5):
             try:
@@ -497,14 +497,15 @@ class GuardEnv:
         self.baseline = fp
         return fp
 
-    def gateway_alive(self) -> bool:
-        if not self.gw.alive:
-            return False
+    def assert_gateway_alive(self) -> None:
+        """The gateway runs and answers a harmless statement (with why not, if it does not)."""
+        assert self.gw.alive, "the gateway has stopped"
         try:
             with self.connect() as conn:
-                return conn.execute("SELECT 41 + 1").fetchone() == (42,)
-        except Exception:
-            return False
+                answer = conn.execute("SELECT 41 + 1").fetchone()
+        except psycopg.Error as exc:
+            raise AssertionError(f"SELECT 41 + 1 through the gateway: {exc!r}") from exc
+        assert answer == (42,), answer
 
 
 # ---------------------------------------------------------------------------------------------

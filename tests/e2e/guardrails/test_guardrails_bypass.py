@@ -453,7 +453,7 @@ def test_client_encoding_sjis_is_refused_when_not_pipelined(
     refused = c.until_ready()  # refused; the session goes on in UTF-8
     assert wire.errors(refused) and wire.errors(refused)[0].sqlstate == "42501"
     assert_unchanged(guard, before, "SET client_encoding SJIS")
-    assert guard.gateway_alive()
+    guard.assert_gateway_alive()
 
 
 IDENTITY_CHANGES = [
@@ -1146,4 +1146,4 @@ def test_gexec_of_targeted_work_runs(guard: GuardEnv) -> None:
 
 
 def test_the_gateway_is_alive_after_the_attempts(guard_env: GuardEnv) -> None:
-    assert guard_env.gateway_alive()
+    guard_env.assert_gateway_alive()

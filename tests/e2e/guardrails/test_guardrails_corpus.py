@@ -130,4 +130,4 @@ def test_allowed_statement_succeeds(guard: GuardEnv, protocol: str, entry: Entry
 
 
 def test_the_gateway_is_alive_after_the_corpus(guard_env: GuardEnv) -> None:
-    assert guard_env.gateway_alive()
+    guard_env.assert_gateway_alive()
