@@ -120,25 +120,82 @@ WHERE """
 FUNCTIONS_TTL = 5.0
 
 # Of the relation names $1 (matched as _WRITING_RELATIONS matches them), the definitions of what
-# writing them runs besides the write: each enabled trigger's function when it is a user's (not
-# PostgreSQL's, not an extension's), and each rule other than a view's ON SELECT, as
-# [name, definition] pairs.
+# writing them runs besides the write, as [name, definition] pairs:
+# - each enabled trigger's function when it is a user's (not PostgreSQL's, not an
+#   extension's), and each rule other than a view's ON SELECT;
+# - each user's VOLATILE function that a column default, a CHECK constraint or a CHECK of a
+#   column's domain calls, directly or through an operator (through domains over domains,
+#   arrays and composite types): they run for the rows written.
+# The relations reached are the named ones, those their views and rules depend on (an
+# updatable view writes its table, a rule the tables it names) and their partitions and
+# inheritance children, recursively: a superset of what the write can touch.
 _WRITE_HOOKS = (
-    "WITH "
+    "WITH RECURSIVE "
     + _NAMED_RELATIONS
-    + r"""
+    + r""", reached(name, oid) AS (
+  SELECT name, oid FROM named
+  UNION
+  SELECT r.name, u.oid
+  FROM reached r CROSS JOIN LATERAL (
+    SELECT d.refobjid
+    FROM pg_rewrite w
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.oid
+    WHERE w.ev_class = r.oid
+    UNION ALL SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = r.oid
+  ) AS u(oid)
+), typed(name, typ) AS (
+  SELECT r.name, a.atttypid
+  FROM reached r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0
+   AND NOT a.attisdropped
+  UNION
+  SELECT x.name, u.typ
+  FROM typed x JOIN pg_type t ON t.oid = x.typ
+  CROSS JOIN LATERAL (
+    SELECT t.typbasetype WHERE t.typtype = 'd'
+    UNION ALL SELECT t.typelem WHERE t.typelem <> 0 AND t.typlen = -1
+    UNION ALL SELECT a.atttypid FROM pg_attribute a
+     WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+  ) AS u(typ)
+), checked(name, classid, objid) AS (
+  SELECT r.name, 'pg_attrdef'::regclass, a.oid
+  FROM reached r JOIN pg_attrdef a ON a.adrelid = r.oid
+  UNION ALL
+  SELECT r.name, 'pg_constraint'::regclass, k.oid
+  FROM reached r JOIN pg_constraint k ON k.conrelid = r.oid AND k.contype = 'c'
+  UNION ALL
+  SELECT x.name, 'pg_constraint'::regclass, k.oid
+  FROM typed x JOIN pg_constraint k ON k.contypid = x.typ AND k.contype = 'c'
+), called(name, fn) AS (
+  SELECT c.name, d.refobjid
+  FROM checked c JOIN pg_depend d ON d.classid = c.classid AND d.objid = c.objid
+  WHERE d.refclassid = 'pg_proc'::regclass
+  UNION
+  SELECT c.name, o.oprcode::oid
+  FROM checked c JOIN pg_depend d ON d.classid = c.classid AND d.objid = c.objid
+  JOIN pg_operator o ON o.oid = d.refobjid
+  WHERE d.refclassid = 'pg_operator'::regclass
+)
 SELECT coalesce(json_agg(json_build_array(x.name, x.def)), '[]')::text FROM (
-  SELECT d.name, pg_get_functiondef(p.oid) AS def
-  FROM named d
-  JOIN pg_trigger t ON t.tgrelid = d.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+  SELECT r.name, pg_get_functiondef(p.oid) AS def
+  FROM reached r
+  JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
   JOIN pg_proc p ON p.oid = t.tgfoid
   JOIN pg_namespace n ON n.oid = p.pronamespace
   WHERE """
     + _USERS
     + """
   UNION ALL
-  SELECT d.name, pg_get_ruledef(r.oid)
-  FROM named d JOIN pg_rewrite r ON r.ev_class = d.oid AND r.ev_type <> '1'
+  SELECT r.name, pg_get_ruledef(w.oid)
+  FROM reached r JOIN pg_rewrite w ON w.ev_class = r.oid AND w.ev_type <> '1'
+  UNION ALL
+  SELECT c.name, pg_get_functiondef(p.oid)
+  FROM called c
+  JOIN pg_proc p ON p.oid = c.fn
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE """
+    + _USERS_VOLATILE
+    + """
 ) AS x
 """
 )
@@ -148,9 +205,10 @@ _UNSEEN_CODE = frozenset({"dynamic_sql", "unparsed_body", "untrusted_language"})
 
 
 def _destroys(definition: str) -> bool:
-    """Whether a trigger's function or a rule, from its definition, may change or remove rows
-    or objects: anything it runs but reads and INSERTs, code the classifier cannot see into
-    (dynamic SQL, C, untrusted languages), or a call of a function that may be a user's."""
+    """Whether a trigger's function, a rule or a function a default or CHECK calls, from its
+    definition, may change or remove rows or objects: anything it runs but reads and
+    INSERTs, code the classifier cannot see into (dynamic SQL, C, untrusted languages), or a
+    call of a function that may be a user's."""
     c = classify(definition)
     if c.error is not None or not c.statements:
         return True
@@ -357,9 +415,10 @@ class Catalog:
         return await _ask_names(cat, cat.relations, _WRITING_RELATIONS, names, set)
 
     async def destroying_write_hooks(self, target: str, names: frozenset[str]) -> frozenset[str]:
-        """The names among ``names`` (relations a statement writes) that have a trigger or a
-        rule that may change or remove rows or objects beyond the write (see _WRITE_HOOKS and
-        _destroys). Raises when the catalog cannot be read."""
+        """The names among ``names`` (relations a statement writes) whose writing runs a
+        trigger, rule, column default or CHECK that may change or remove rows or objects
+        beyond the write (see _WRITE_HOOKS and _destroys). Raises when the catalog cannot be
+        read."""
         cat = self._known(target)
         return await _ask_names(
             cat,

@@ -626,8 +626,8 @@ class GuardHooks(SessionHooks):
     async def _destroying_write_hooks(
         self, info: SessionInfo, names: frozenset[str]
     ) -> frozenset[str]:
-        """Of the relations a statement writes, those with a trigger or rule that may change
-        or remove other rows."""
+        """Of the relations a statement writes, those with a trigger, rule, default or CHECK
+        that may change or remove other rows."""
         assert self.catalog is not None
         return await _or_all(names, self.catalog.destroying_write_hooks(info.target, names))
 

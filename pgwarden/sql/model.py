@@ -379,8 +379,8 @@ class Classification:
 
     def writing_through(self, names: frozenset[str]) -> Classification:
         """This classification with the statements that write one of ``names`` (relations
-        with a trigger or rule that may change or remove other rows, known from the target's
-        catalog) marked opaque, flag ``volatile_function``."""
+        with a trigger, rule, default or CHECK that may change or remove other rows, known
+        from the target's catalog) marked opaque, flag ``volatile_function``."""
         return self._running_writers(lambda st: bool(st.tables_written & names))
 
     def using_writers(self) -> Classification:

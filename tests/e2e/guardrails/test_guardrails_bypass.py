@@ -808,15 +808,69 @@ def test_an_operator_over_a_users_volatile_function_is_held(
         )
 
 
+_PURGE_ON_WRITE = (
+    "CREATE FUNCTION public.purge_on_write() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN DELETE FROM orders WHERE id > 0; RETURN NULL; END$$; "
+    f"ALTER FUNCTION public.purge_on_write() OWNER TO {OWNER}; "
+)
 _TRIGGERED = {
-    "trigger": (
-        "CREATE FUNCTION public.purge_on_write() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$BEGIN DELETE FROM orders WHERE id > 0; RETURN NULL; END$$; "
+    "trigger": _PURGE_ON_WRITE
+    + (
+        "CREATE TRIGGER purge AFTER INSERT OR UPDATE OR DELETE ON public.hooked "
+        "FOR EACH STATEMENT EXECUTE FUNCTION public.purge_on_write()"
+    ),
+    # written through an updatable view: the table's trigger runs
+    "view": _PURGE_ON_WRITE
+    + (
         "CREATE TRIGGER purge AFTER INSERT OR UPDATE OR DELETE ON public.hooked "
         "FOR EACH STATEMENT EXECUTE FUNCTION public.purge_on_write(); "
-        f"ALTER FUNCTION public.purge_on_write() OWNER TO {OWNER}"
+        "CREATE VIEW public.hooked_view AS SELECT * FROM public.hooked; "
+        f"ALTER VIEW public.hooked_view OWNER TO {OWNER}"
+    ),
+    # written through the partitioned table: the partition's row trigger runs
+    "partition": _PURGE_ON_WRITE
+    + (
+        "CREATE TABLE public.hooked_parts (id int) PARTITION BY RANGE (id); "
+        "CREATE TABLE public.hooked_part PARTITION OF public.hooked_parts "
+        "FOR VALUES FROM (0) TO (100); "
+        "CREATE TRIGGER purge AFTER INSERT ON public.hooked_part "
+        "FOR EACH ROW EXECUTE FUNCTION public.purge_on_write(); "
+        f"ALTER TABLE public.hooked_parts OWNER TO {OWNER}; "
+        f"ALTER TABLE public.hooked_part OWNER TO {OWNER}"
     ),
     "rule": "CREATE RULE purge AS ON INSERT TO public.hooked DO ALSO DELETE FROM orders",
+    # a column default, a CHECK constraint and a domain's CHECK run for the rows written (set
+    # up so that the existing row does not run them)
+    "default": (
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "ALTER TABLE public.hooked ADD COLUMN n int; "
+        "ALTER TABLE public.hooked ALTER COLUMN n SET DEFAULT public.purge_all(); "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}"
+    ),
+    "check": (
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "ALTER TABLE public.hooked ADD CONSTRAINT purge CHECK (public.purge_all() >= 0) "
+        "NOT VALID; "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}"
+    ),
+    "domain": (
+        f"CREATE FUNCTION public.purge_all() RETURNS int {_PURGE}; "
+        "CREATE DOMAIN public.purging_int AS int; "
+        "CREATE DOMAIN public.purging_int2 AS public.purging_int; "  # a domain over it
+        "ALTER TABLE public.hooked ADD COLUMN d public.purging_int2; "
+        "ALTER DOMAIN public.purging_int ADD CONSTRAINT purge CHECK (public.purge_all() >= 0) "
+        "NOT VALID; "
+        f"ALTER FUNCTION public.purge_all() OWNER TO {OWNER}; "
+        f"ALTER DOMAIN public.purging_int OWNER TO {OWNER}; "
+        f"ALTER DOMAIN public.purging_int2 OWNER TO {OWNER}"
+    ),
+    "default-operator": (
+        f"CREATE FUNCTION public.purge_pair(a int, b int) RETURNS int {_PURGE}; "
+        "CREATE OPERATOR public.#^# (LEFTARG = int, RIGHTARG = int, FUNCTION = public.purge_pair); "
+        "ALTER TABLE public.hooked ADD COLUMN n int; "
+        "ALTER TABLE public.hooked ALTER COLUMN n SET DEFAULT 1 OPERATOR(public.#^#) 2; "
+        f"ALTER FUNCTION public.purge_pair(int, int) OWNER TO {OWNER}"
+    ),
 }
 
 
@@ -826,13 +880,28 @@ _TRIGGERED = {
         ("trigger", "INSERT INTO hooked VALUES (2)"),
         ("trigger", "UPDATE hooked SET id = 3 WHERE id = 1"),
         ("rule", "INSERT INTO hooked VALUES (2)"),
+        ("view", "INSERT INTO hooked_view VALUES (2)"),
+        ("partition", "INSERT INTO hooked_parts VALUES (2)"),
+        ("default", "INSERT INTO hooked VALUES (2)"),
+        ("default", "INSERT INTO public.hooked (id) SELECT 2"),
+        ("default-operator", "INSERT INTO hooked (id) VALUES (2)"),
+        (
+            "default",
+            "MERGE INTO hooked h USING (SELECT 2 AS id) s ON h.id = s.id "
+            "WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)",
+        ),
+        ("check", "INSERT INTO hooked VALUES (2)"),
+        ("check", "UPDATE hooked SET id = 3 WHERE id = 1"),
+        ("domain", "INSERT INTO hooked VALUES (2, 5)"),
+        ("domain", "UPDATE hooked SET d = 5 WHERE id = 1"),
     ],
 )
 def test_a_write_whose_trigger_or_rule_destroys_is_held(
     guard: GuardEnv, sql: str, hook: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write runs its table's triggers and rules: one that deletes elsewhere deletes as
-    part of an INSERT the policy would allow."""
+    """A write runs its table's triggers and rules, column defaults, CHECK constraints and
+    its columns' domains' CHECKs: one that deletes elsewhere deletes as part of an INSERT
+    the policy would allow."""
     monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
     guard.admin.execute(
         "CREATE TABLE public.hooked (id int); INSERT INTO public.hooked VALUES (1); "
@@ -842,15 +911,22 @@ def test_a_write_whose_trigger_or_rule_destroys_is_held(
         assert_held_both_ways(guard, sql)
     finally:
         guard.admin.execute(
-            "DROP TABLE IF EXISTS public.hooked; DROP FUNCTION IF EXISTS public.purge_on_write()"
+            "DROP VIEW IF EXISTS public.hooked_view; DROP TABLE IF EXISTS public.hooked_parts; "
+            "DROP TABLE IF EXISTS public.hooked; DROP FUNCTION IF EXISTS public.purge_on_write(); "
+            "DROP DOMAIN IF EXISTS public.purging_int2; DROP DOMAIN IF EXISTS public.purging_int; "
+            "DROP FUNCTION IF EXISTS public.purge_all(); "
+            "DROP OPERATOR IF EXISTS public.#^# (int, int); "
+            "DROP FUNCTION IF EXISTS public.purge_pair(int, int)"
         )
 
 
 def test_a_write_whose_trigger_only_adds_rows_passes(
     guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the trigger look-up must not hold: an audit trigger that sets a column and adds
-    a row to a log (PostgreSQL's own trigger functions pass too)."""
+    """What the write look-up must not hold: an audit trigger that sets a column and adds a
+    row to a log (PostgreSQL's own trigger functions pass too), an id generator as a
+    column's default, CHECKs of a table and of a domain that only read; written directly,
+    through a view and through a partitioned table."""
     monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
     guard.admin.execute(
         "CREATE TABLE public.audited (id int, at timestamptz); "
@@ -860,18 +936,50 @@ def test_a_write_whose_trigger_only_adds_rows_passes(
         "RETURN NEW; END$$; "
         "CREATE TRIGGER audit BEFORE INSERT ON public.audited "
         "FOR EACH ROW EXECUTE FUNCTION public.audit(); "
+        # a default from a user's id generator, a CHECK and a domain's CHECK over a user's
+        # VOLATILE function that only reads, a view and a partitioned table over them
+        "CREATE SEQUENCE public.audit_ids; "
+        "CREATE FUNCTION public.next_audit_id() RETURNS int LANGUAGE sql "
+        "AS $$SELECT nextval('public.audit_ids')::int$$; "
+        "CREATE FUNCTION public.known_product(i int) RETURNS bool LANGUAGE sql "
+        "AS 'SELECT i IS NULL OR i < 1000 OR EXISTS (SELECT 1 FROM products)'; "
+        "CREATE DOMAIN public.product_ref AS int CHECK (public.known_product(VALUE)); "
+        "ALTER TABLE public.audited ADD COLUMN seq int DEFAULT public.next_audit_id(), "
+        "ADD COLUMN product public.product_ref, "
+        "ADD CONSTRAINT known CHECK (public.known_product(id)); "
+        "CREATE VIEW public.audited_view AS SELECT id, product FROM public.audited; "
+        "CREATE TABLE public.audited_parts (id int, product public.product_ref "
+        "DEFAULT 1) PARTITION BY RANGE (id); "
+        "CREATE TABLE public.audited_part PARTITION OF public.audited_parts "
+        "FOR VALUES FROM (0) TO (100); "
         f"ALTER TABLE public.audited OWNER TO {OWNER}; "
         f"ALTER TABLE public.audit_log OWNER TO {OWNER}; "
+        f"ALTER VIEW public.audited_view OWNER TO {OWNER}; "
+        f"ALTER TABLE public.audited_parts OWNER TO {OWNER}; "
+        f"ALTER TABLE public.audited_part OWNER TO {OWNER}; "
+        f"ALTER SEQUENCE public.audit_ids OWNER TO {OWNER}; "
         f"ALTER FUNCTION public.audit() OWNER TO {OWNER}"
     )
     try:
         with guard.connect() as conn:
-            conn.execute("INSERT INTO audited (id) VALUES (7)")
-            assert conn.execute("SELECT id FROM audit_log").fetchall() == [(7,)]
+            conn.execute("INSERT INTO audited (id, product) VALUES (7, 3)")
+            conn.execute("INSERT INTO audited_view (id) VALUES (8)")
+            conn.execute("UPDATE audited SET product = 4 WHERE id = 7")
+            conn.execute("INSERT INTO audited_parts (id) VALUES (9)")
+            assert conn.execute("SELECT id FROM audit_log ORDER BY id").fetchall() == [(7,), (8,)]
+            assert conn.execute("SELECT id, seq, product FROM audited ORDER BY id").fetchall() == [
+                (7, 1, 4),
+                (8, 2, None),
+            ]
+            assert conn.execute("SELECT id, product FROM audited_parts").fetchall() == [(9, 1)]
     finally:
         guard.admin.execute(
+            "DROP VIEW IF EXISTS public.audited_view; DROP TABLE IF EXISTS public.audited_parts; "
             "DROP TABLE IF EXISTS public.audited; DROP TABLE IF EXISTS public.audit_log; "
-            "DROP FUNCTION IF EXISTS public.audit()"
+            "DROP FUNCTION IF EXISTS public.audit(); DROP DOMAIN IF EXISTS public.product_ref; "
+            "DROP FUNCTION IF EXISTS public.known_product(int); "
+            "DROP FUNCTION IF EXISTS public.next_audit_id(); "
+            "DROP SEQUENCE IF EXISTS public.audit_ids"
         )
 
 
