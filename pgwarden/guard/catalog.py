@@ -116,6 +116,46 @@ JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE """
     + _USERS_VOLATILE
 )
+# The names (lower case) a statement must spell to run a cast whose function is a user's
+# VOLATILE one (defined as _USER_FUNCTIONS says): the cast's own types that are not
+# PostgreSQL's, the types that hold them (domains over them, arrays of them, composite types
+# with an attribute of them: a table's or a view's row type has its relation's name), and the
+# user's functions that take or return one of those. A value of such a type is cast where
+# the statement names the type (``1::t``), or, through an implicit or assignment cast, where
+# it reads or writes a relation that holds one or calls such a function.
+_WRITING_CASTS = (
+    r"""
+WITH RECURSIVE cast_types(typ) AS (
+  SELECT t.oid
+  FROM pg_cast k
+  JOIN pg_proc p ON p.oid = k.castfunc
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_type t ON t.oid IN (k.castsource, k.casttarget)
+  JOIN pg_namespace tn ON tn.oid = t.typnamespace AND tn.nspname <> 'pg_catalog'
+  WHERE """
+    + _USERS_VOLATILE
+    + r"""
+  UNION
+  SELECT u.typ
+  FROM cast_types c CROSS JOIN LATERAL (
+    SELECT t.oid FROM pg_type t WHERE t.typtype = 'd' AND t.typbasetype = c.typ
+    UNION ALL SELECT t.oid FROM pg_type t WHERE t.typelem = c.typ AND t.typlen = -1
+    UNION ALL SELECT t.oid FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+     WHERE a.atttypid = c.typ AND a.attnum > 0 AND NOT a.attisdropped
+  ) AS u(typ)
+)
+SELECT coalesce(json_agg(DISTINCT lower(x.name)), '[]')::text FROM (
+  SELECT t.typname::text AS name FROM cast_types c JOIN pg_type t ON t.oid = c.typ
+  UNION ALL
+  SELECT p.proname::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE (p.prorettype IN (SELECT typ FROM cast_types)
+         OR p.proargtypes::oid[] && ARRAY(SELECT typ FROM cast_types))
+    AND """
+    + _USERS
+    + """) AS x
+"""
+)
 #: How long what a function name resolves to is kept.
 FUNCTIONS_TTL = 5.0
 
@@ -282,6 +322,7 @@ class _TargetCatalog:
         self.functions: Kept[str, tuple[bool, bool]] = Kept()  # name -> (writes, switches)
         self.relations: Kept[str, bool] = Kept()  # name -> reading it runs a writer
         self.operators: Kept[None, frozenset[str]] = Kept()  # names of writing operators
+        self.casts: Kept[None, frozenset[str]] = Kept()  # names that may run a writing cast
         self.write_hooks: Kept[str, bool] = Kept()  # name -> a trigger or rule may destroy
 
     async def load(self) -> None:
@@ -362,6 +403,17 @@ async def _ask_names(
     return frozenset(found)
 
 
+async def _ask_all(
+    cat: _TargetCatalog, kept: Kept[None, frozenset[str]], query: str
+) -> frozenset[str]:
+    """The names ``query`` (no parameters; a JSON array) answers, kept for FUNCTIONS_TTL."""
+    hit = kept.get(None, FUNCTIONS_TTL)
+    if hit is not None:
+        return hit[0]
+    out = await cat.conn.query(query, None, ())
+    return kept.put(None, frozenset(json.loads(out[0]) if out else ()))
+
+
 class Catalog:
     def __init__(self, targets: Mapping[str, TargetConfig]) -> None:
         self._targets = targets
@@ -432,11 +484,14 @@ class Catalog:
         """The names of the target's operators that run a user's VOLATILE function (see
         _WRITING_OPERATORS). Raises when the catalog cannot be read."""
         cat = self._known(target)
-        hit = cat.operators.get(None, FUNCTIONS_TTL)
-        if hit is not None:
-            return hit[0]
-        out = await cat.conn.query(_WRITING_OPERATORS, None, ())
-        return cat.operators.put(None, frozenset(json.loads(out[0]) if out else ()))
+        return await _ask_all(cat, cat.operators, _WRITING_OPERATORS)
+
+    async def writing_casts(self, target: str) -> frozenset[str]:
+        """The names (lower case) a statement must spell to run one of the target's casts
+        over a user's VOLATILE function (see _WRITING_CASTS). Raises when the catalog cannot
+        be read."""
+        cat = self._known(target)
+        return await _ask_all(cat, cat.casts, _WRITING_CASTS)
 
     async def prepare(self, target: str, desc: RowDescription) -> bool:
         """Make sure every table OID in ``desc`` is known. False if the catalog could not be

@@ -107,6 +107,14 @@ _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I
 
 # What an operator's name is made of (PostgreSQL's CREATE OPERATOR).
 _OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+# Statement kinds that evaluate no expression of the client's (so run no cast).
+_NO_EXPRESSIONS = frozenset(
+    {
+        "begin", "commit", "rollback", "savepoint", "release", "rollback_to",
+        "prepare_transaction", "commit_prepared", "rollback_prepared",
+        "show", "reset", "discard", "listen", "unlisten", "deallocate", "close",
+    }
+)  # fmt: skip
 
 
 async def _or_all(names: frozenset[str], asked: Awaitable[frozenset[str]]) -> frozenset[str]:
@@ -574,9 +582,9 @@ class GuardHooks(SessionHooks):
 
     async def _through_catalog(self, info: SessionInfo, c: Classification) -> Classification:
         """``c`` as the target's catalog makes it: statements that call, read (a view, a row
-        security policy), write (a trigger, a rule) or use (an operator) a user's function
-        that may write are opaque; those that call one that may change the search_path or
-        role change it. ``c`` itself when none does."""
+        security policy), write (a trigger, a rule, a default, a CHECK) or use (an operator,
+        a cast) a user's function that may write are opaque; those that call one that may
+        change the search_path or role change it. ``c`` itself when none does."""
         assert self.catalog is not None
         if c.functions:
             names = frozenset(filter(_looked_up, c.functions))
@@ -593,6 +601,13 @@ class GuardHooks(SessionHooks):
         if not _OPERATOR_CHARS.isdisjoint(c.sql):  # else it can name no operator
             operators = await self._writing_operators(info)
             if operators and any(op in c.sql for op in operators):
+                return c.using_writers()
+        if all(st.kinds <= _NO_EXPRESSIONS for st in c.statements):
+            return c  # ROLLBACK runs no cast, and passes even when the catalog cannot be read
+        casts = await self._writing_casts(info)
+        if casts:
+            sql = c.sql.lower()
+            if any(name in sql for name in casts):
                 c = c.using_writers()
         return c
 
@@ -636,6 +651,13 @@ class GuardHooks(SessionHooks):
         cannot be read, every operator counts (fail closed): an empty name is in every text."""
         assert self.catalog is not None
         return await _or_all(frozenset({""}), self.catalog.writing_operators(info.target))
+
+    async def _writing_casts(self, info: SessionInfo) -> frozenset[str]:
+        """The names a statement must spell to run one of the target's casts over a user's
+        VOLATILE function. If the catalog cannot be read, every statement spells one (fail
+        closed): an empty name is in every text."""
+        assert self.catalog is not None
+        return await _or_all(frozenset({""}), self.catalog.writing_casts(info.target))
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)

@@ -18,6 +18,7 @@ from pgwarden.guard.sideconn import SideConnection
 from pgwarden.proxy.upstream import UpstreamError
 from tests.support.databases import TargetDb, fresh_database
 from tests.support.fixtures import MakeGateway
+from tests.support.tcpproxy import TcpProxy
 
 SCHEMA = """
 CREATE TABLE items (id int, v int);
@@ -126,3 +127,30 @@ def test_a_statement_after_the_side_connections_died_is_answered(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             client.execute("TRUNCATE items")  # still judged
     assert client.closed
+
+
+def test_without_the_catalog_only_statements_that_evaluate_nothing_pass(
+    shop: TargetDb, make_gateway: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no side connection can be opened, a statement the catalog must be asked about
+    is held (fail closed); one that evaluates no expression (BEGIN, SAVEPOINT, ROLLBACK,
+    SHOW) runs no cast or function and passes, so a client can still end its transaction."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    with TcpProxy(shop.cluster.host, shop.cluster.port) as proxy:
+        gw = make_gateway(
+            targets={"shop": shop.target(port=proxy.port)},
+            policy="default",
+            approvals={"timeout": "200ms"},
+        )
+        dsn = gw.dsn(user="alice", dbname="shop", password=gw.token("alice"))
+        with psycopg.connect(dsn, autocommit=True) as client:
+            proxy.refuse = True  # the session is connected; no side connection can be
+            client.execute("BEGIN")
+            client.execute("SAVEPOINT a")
+            client.execute("ROLLBACK TO SAVEPOINT a")
+            assert client.execute("SHOW application_name").fetchone() is not None
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+                client.execute("SELECT 1::int")
+            assert "review-opaque-code" in str(err.value)
+            client.execute("ROLLBACK")
+        assert proxy.accepted >= 2  # the session, and side connections cut at once

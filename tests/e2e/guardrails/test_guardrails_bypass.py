@@ -808,6 +808,85 @@ def test_an_operator_over_a_users_volatile_function_is_held(
         )
 
 
+# A composite type, casts to and from it over functions that delete every order, and a
+# table and a view that hold a value of it.
+_CASTS = (
+    "CREATE TYPE public.purging AS (n int); "
+    "CREATE FUNCTION public.purge_to(i int) RETURNS public.purging LANGUAGE sql AS "
+    "'WITH d AS (DELETE FROM orders WHERE id > 0 RETURNING 1) "
+    "SELECT ROW(count(*)::int)::public.purging FROM d'; "
+    f"CREATE FUNCTION public.purge_from(p public.purging) RETURNS int {_PURGE}; "
+    "CREATE CAST (int AS public.purging) WITH FUNCTION public.purge_to(int) AS ASSIGNMENT; "
+    "CREATE CAST (public.purging AS int) WITH FUNCTION public.purge_from(public.purging); "
+    "CREATE TABLE public.casted (id int, p public.purging); "
+    "INSERT INTO public.casted VALUES (1, ROW(1)); "
+    "CREATE VIEW public.casted_view AS SELECT p AS q FROM public.casted; "
+    f"ALTER TYPE public.purging OWNER TO {OWNER}; "
+    f"ALTER TABLE public.casted OWNER TO {OWNER}; "
+    f"ALTER VIEW public.casted_view OWNER TO {OWNER}; "
+    f"ALTER FUNCTION public.purge_to(int) OWNER TO {OWNER}; "
+    f"ALTER FUNCTION public.purge_from(public.purging) OWNER TO {OWNER}"
+)
+_DROP_CASTS = (
+    "DROP VIEW IF EXISTS public.casted_view; DROP TABLE IF EXISTS public.casted; "
+    "DROP TYPE IF EXISTS public.purging CASCADE; "
+    "DROP FUNCTION IF EXISTS public.purge_to(int)"
+)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1::purging",
+        "SELECT CAST(1 AS public.purging)",
+        "SELECT 1::public.PURGING",
+        "SELECT p::int FROM casted",  # the type is not named: the table holding it is
+        "SELECT q::int FROM casted_view",
+        "INSERT INTO casted VALUES (2, 5)",  # an assignment cast
+        "UPDATE casted SET p = 3 WHERE id = 1",
+    ],
+)
+def test_a_cast_over_a_users_volatile_function_is_held(
+    guard: GuardEnv, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cast runs its function: one of the target's over a VOLATILE function writes as the
+    function does, where the statement names the type and, through an assignment cast, where
+    it writes a column of it."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(_CASTS)
+    try:
+        assert_held_both_ways(guard, sql)
+    finally:
+        guard.admin.execute(_DROP_CASTS)
+
+
+def test_casts_that_cannot_write_are_used_freely(
+    guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the cast look-up must not hold: a cast over an IMMUTABLE function, and a table
+    with a column of a type whose only casts cannot write."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(
+        "CREATE TYPE public.boxed AS (n int); "
+        "CREATE FUNCTION public.box(i int) RETURNS public.boxed IMMUTABLE LANGUAGE sql "
+        "AS 'SELECT ROW(i)::public.boxed'; "
+        "CREATE CAST (int AS public.boxed) WITH FUNCTION public.box(int) AS ASSIGNMENT; "
+        "CREATE TABLE public.boxes (id int, b public.boxed); "
+        f"ALTER TYPE public.boxed OWNER TO {OWNER}; "
+        f"ALTER TABLE public.boxes OWNER TO {OWNER}"
+    )
+    try:
+        with guard.connect() as conn:
+            assert conn.execute("SELECT (2::boxed).n").fetchone() == (2,)
+            conn.execute("INSERT INTO boxes VALUES (1, 7)")
+            assert conn.execute("SELECT (b).n FROM boxes").fetchone() == (7,)
+    finally:
+        guard.admin.execute(
+            "DROP TABLE IF EXISTS public.boxes; DROP TYPE IF EXISTS public.boxed CASCADE; "
+            "DROP FUNCTION IF EXISTS public.box(int)"
+        )
+
+
 _PURGE_ON_WRITE = (
     "CREATE FUNCTION public.purge_on_write() RETURNS trigger LANGUAGE plpgsql AS "
     "$$BEGIN DELETE FROM orders WHERE id > 0; RETURN NULL; END$$; "
