@@ -14,7 +14,7 @@ import psycopg
 from pgwarden.config import TargetConfig
 from pgwarden.guard import sideconn
 from pgwarden.guard.sideconn import SideConnection
-from tests.support.databases import TargetDb, fresh_database
+from tests.support.databases import TargetDb, fresh_database, side_backends
 from tests.support.fixtures import MakeGateway
 
 SCHEMA = """
@@ -24,16 +24,6 @@ CREATE FUNCTION touch_items() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';
 CREATE FUNCTION read_items() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM items';
 ANALYZE;
 """
-
-
-def side_backends(db: TargetDb) -> int:
-    """The gateway's side connections to ``db``'s database."""
-    rows = db.cluster.query(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = %s AND application_name = 'pgwarden-estimator'",
-        (db.dbname,),
-    )
-    return int(rows[0][0])
 
 
 def drop(db: TargetDb) -> None:

@@ -16,7 +16,7 @@ from pgwarden.config import TargetConfig
 from pgwarden.guard import catalog as catalog_mod
 from pgwarden.guard.sideconn import SideConnection
 from pgwarden.proxy.upstream import UpstreamError
-from tests.support.databases import TargetDb, fresh_database
+from tests.support.databases import TargetDb, fresh_database, side_backends
 from tests.support.fixtures import MakeGateway
 from tests.support.tcpproxy import TcpProxy
 
@@ -25,15 +25,6 @@ CREATE TABLE items (id int, v int);
 INSERT INTO items SELECT g, 0 FROM generate_series(1, 100) g;
 ANALYZE;
 """
-
-
-def side_backends(db: TargetDb) -> int:
-    rows = db.cluster.query(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = %s AND application_name = 'pgwarden-estimator'",
-        (db.dbname,),
-    )
-    return int(rows[0][0])
 
 
 def kill_side_backends(db: TargetDb) -> None:

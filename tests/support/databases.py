@@ -109,6 +109,17 @@ def fresh_database(like: TargetDb, name: str, schema: str) -> TargetDb:
     return target
 
 
+def side_backends(db: TargetDb) -> int:
+    """The gateway's side connections (row estimates, catalog look-ups) to ``db``'s
+    database."""
+    rows = db.cluster.query(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = %s AND application_name = 'pgwarden-estimator'",
+        (db.dbname,),
+    )
+    return int(rows[0][0])
+
+
 def grant_usage(cluster: DevCluster, dbname: str, roles: Sequence[str]) -> None:
     idents = ", ".join(quote_ident(r) for r in roles)
     cluster.execute(
