@@ -77,6 +77,39 @@ _NAMED_RELATIONS = r"""named AS (
   JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE strpos(q.name, '.') = 0 OR lower(n.nspname) = lower(substring(q.name FROM '^[^.]*'))
 )"""
+# reached(name, oid): the named relations, those their views and rules depend on (what a view
+# reads and an updatable view writes, the tables a rule names) and their partitions and
+# inheritance children, recursively: a superset of what reading or writing them touches.
+_REACHED = r"""reached(name, oid) AS (
+  SELECT name, oid FROM named
+  UNION
+  SELECT r.name, u.oid
+  FROM reached r CROSS JOIN LATERAL (
+    SELECT d.refobjid
+    FROM pg_rewrite w
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.oid
+    WHERE w.ev_class = r.oid
+    UNION ALL SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = r.oid
+  ) AS u(oid)
+)"""
+
+
+def _called(source: str) -> str:
+    """called(name, fn): the functions the objects in ``source(name, classid, objid)`` use,
+    as PostgreSQL records in pg_depend, directly or as an operator's function."""
+    return f"""called(name, fn) AS (
+  SELECT s.name, d.refobjid
+  FROM {source} s JOIN pg_depend d ON d.classid = s.classid AND d.objid = s.objid
+  WHERE d.refclassid = 'pg_proc'::regclass
+  UNION
+  SELECT s.name, o.oprcode::oid
+  FROM {source} s JOIN pg_depend d ON d.classid = s.classid AND d.objid = s.objid
+  JOIN pg_operator o ON o.oid = d.refobjid
+  WHERE d.refclassid = 'pg_operator'::regclass
+)"""
+
+
 # Of the names $1 (a JSON array; "name" or "schema.name", matched without regard to case, in
 # any schema when unqualified), those that could call a function defined by a user (not in
 # pg_catalog or information_schema, not part of an extension) that
@@ -166,25 +199,13 @@ FUNCTIONS_TTL = 5.0
 # - each user's VOLATILE function that a column default, a CHECK constraint or a CHECK of a
 #   column's domain calls, directly or through an operator (through domains over domains,
 #   arrays and composite types): they run for the rows written.
-# The relations reached are the named ones, those their views and rules depend on (an
-# updatable view writes its table, a rule the tables it names) and their partitions and
-# inheritance children, recursively: a superset of what the write can touch.
+# The relations are those _REACHED reaches from the names.
 _WRITE_HOOKS = (
     "WITH RECURSIVE "
     + _NAMED_RELATIONS
-    + r""", reached(name, oid) AS (
-  SELECT name, oid FROM named
-  UNION
-  SELECT r.name, u.oid
-  FROM reached r CROSS JOIN LATERAL (
-    SELECT d.refobjid
-    FROM pg_rewrite w
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
-     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.oid
-    WHERE w.ev_class = r.oid
-    UNION ALL SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = r.oid
-  ) AS u(oid)
-), typed(name, typ) AS (
+    + ", "
+    + _REACHED
+    + r""", typed(name, typ) AS (
   SELECT r.name, a.atttypid
   FROM reached r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0
    AND NOT a.attisdropped
@@ -206,16 +227,9 @@ _WRITE_HOOKS = (
   UNION ALL
   SELECT x.name, 'pg_constraint'::regclass, k.oid
   FROM typed x JOIN pg_constraint k ON k.contypid = x.typ AND k.contype = 'c'
-), called(name, fn) AS (
-  SELECT c.name, d.refobjid
-  FROM checked c JOIN pg_depend d ON d.classid = c.classid AND d.objid = c.objid
-  WHERE d.refclassid = 'pg_proc'::regclass
-  UNION
-  SELECT c.name, o.oprcode::oid
-  FROM checked c JOIN pg_depend d ON d.classid = c.classid AND d.objid = c.objid
-  JOIN pg_operator o ON o.oid = d.refobjid
-  WHERE d.refclassid = 'pg_operator'::regclass
-)
+), """
+    + _called("checked")
+    + r"""
 SELECT coalesce(json_agg(json_build_array(x.name, x.def)), '[]')::text FROM (
   SELECT r.name, pg_get_functiondef(p.oid) AS def
   FROM reached r
@@ -263,36 +277,23 @@ def _destroys(definition: str) -> bool:
 # Of the relation names $1 (a JSON array, matched as _USER_FUNCTIONS matches function names),
 # those whose reading runs a user's VOLATILE function (defined as _USER_FUNCTIONS says): a
 # view's query calls it, directly, through an operator or through another view, or a row
-# security policy of the relation or of such a view does. PostgreSQL records what a view's
+# security policy of the relation or of such a view does (the relations _REACHED reaches: a
+# partition's or child's own policy counts too, a superset). PostgreSQL records what a view's
 # rewrite rule and a policy's expressions use in pg_depend.
 _WRITING_RELATIONS = (
     "WITH RECURSIVE "
     + _NAMED_RELATIONS
-    + r""", reached(name, oid) AS (
-  SELECT name, oid FROM named
-  UNION
-  SELECT r.name, d.refobjid
-  FROM reached r
-  JOIN pg_rewrite w ON w.ev_class = r.oid
-  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
-   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.oid
-  JOIN pg_class v ON v.oid = d.refobjid
-), used(name, classid, objid) AS (
+    + ", "
+    + _REACHED
+    + r""", used(name, classid, objid) AS (
   SELECT r.name, 'pg_rewrite'::regclass, w.oid
   FROM reached r JOIN pg_rewrite w ON w.ev_class = r.oid
   UNION ALL
   SELECT r.name, 'pg_policy'::regclass, pol.oid
   FROM reached r JOIN pg_policy pol ON pol.polrelid = r.oid
-), called(name, fn) AS (
-  SELECT u.name, d.refobjid
-  FROM used u JOIN pg_depend d ON d.classid = u.classid AND d.objid = u.objid
-  WHERE d.refclassid = 'pg_proc'::regclass
-  UNION ALL
-  SELECT u.name, o.oprcode::oid
-  FROM used u JOIN pg_depend d ON d.classid = u.classid AND d.objid = u.objid
-  JOIN pg_operator o ON o.oid = d.refobjid
-  WHERE d.refclassid = 'pg_operator'::regclass
-)
+), """
+    + _called("used")
+    + """
 SELECT coalesce(json_agg(DISTINCT c.name), '[]')::text
 FROM called c
 JOIN pg_proc p ON p.oid = c.fn
