@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pgwarden.config import TargetConfig
 from pgwarden.guard.kept import Kept
@@ -40,6 +40,7 @@ from pgwarden.sql import classify
 from pgwarden.sql.functions import may_be_users
 
 log = logging.getLogger("pgwarden.catalog")
+_V = TypeVar("_V")
 
 _QUERY = """
 SELECT coalesce(string_agg(c.oid::text || '|' || a.attnum::text || '|' ||
@@ -149,13 +150,15 @@ JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE """
     + _USERS_VOLATILE
 )
-# The names (lower case) a statement must spell to run a cast whose function is a user's
+# As a JSON object, the names (lower case, "names") a statement must spell to run a cast whose
+# function is a user's
 # VOLATILE one (defined as _USER_FUNCTIONS says): the cast's own types that are not
 # PostgreSQL's, the types that hold them (domains over them, arrays of them, composite types
 # with an attribute of them: a table's or a view's row type has its relation's name), and the
 # user's functions that take or return one of those. A value of such a type is cast where
 # the statement names the type (``1::t``), or, through an implicit or assignment cast, where
-# it reads or writes a relation that holds one or calls such a function.
+# it reads or writes a relation that holds one or calls such a function; and those types'
+# OIDs ("types"), for a parameter a client declares as one.
 _WRITING_CASTS = (
     r"""
 WITH RECURSIVE cast_types(typ) AS (
@@ -177,16 +180,18 @@ WITH RECURSIVE cast_types(typ) AS (
      WHERE a.atttypid = c.typ AND a.attnum > 0 AND NOT a.attisdropped
   ) AS u(typ)
 )
-SELECT coalesce(json_agg(DISTINCT lower(x.name)), '[]')::text FROM (
-  SELECT t.typname::text AS name FROM cast_types c JOIN pg_type t ON t.oid = c.typ
-  UNION ALL
-  SELECT p.proname::text
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-  WHERE (p.prorettype IN (SELECT typ FROM cast_types)
-         OR p.proargtypes::oid[] && ARRAY(SELECT typ FROM cast_types))
-    AND """
+SELECT json_build_object(
+  'names', (SELECT coalesce(json_agg(DISTINCT lower(x.name)), '[]') FROM (
+    SELECT t.typname::text AS name FROM cast_types c JOIN pg_type t ON t.oid = c.typ
+    UNION ALL
+    SELECT p.proname::text
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE (p.prorettype IN (SELECT typ FROM cast_types)
+           OR p.proargtypes::oid[] && ARRAY(SELECT typ FROM cast_types))
+      AND """
     + _USERS
-    + """) AS x
+    + """) AS x),
+  'types', (SELECT coalesce(json_agg(DISTINCT c.typ::bigint), '[]') FROM cast_types c))::text
 """
 )
 #: How long what a function name resolves to is kept.
@@ -304,6 +309,28 @@ WHERE """
 
 
 @dataclass(frozen=True, slots=True)
+class WritingCasts:
+    """What may run one of the target's casts over a user's VOLATILE function (see
+    _WRITING_CASTS): a statement that spells one of ``names``, or whose parameter is
+    declared as one of ``types`` (None: any type, when the catalog could not be read)."""
+
+    names: frozenset[str]
+    types: frozenset[int] | None
+
+
+#: What may run a writing cast when the catalog cannot be read: anything (an empty name is in
+#: every text).
+ALL_CASTS = WritingCasts(frozenset({""}), None)
+
+
+def _read_casts(answer: Any) -> WritingCasts:
+    """_WRITING_CASTS's answer; ValueError if it is not one (the caller fails closed)."""
+    if not isinstance(answer, dict):
+        raise ValueError(f"unexpected answer to the casts look-up: {answer!r}")
+    return WritingCasts(frozenset(answer["names"]), frozenset(int(t) for t in answer["types"]))
+
+
+@dataclass(frozen=True, slots=True)
 class UserFunctions:
     """Of the names a statement calls: ``writers`` could call a user's VOLATILE function
     (which may write), ``switchers`` one that may change the session's search_path or
@@ -323,7 +350,7 @@ class _TargetCatalog:
         self.functions: Kept[str, tuple[bool, bool]] = Kept()  # name -> (writes, switches)
         self.relations: Kept[str, bool] = Kept()  # name -> reading it runs a writer
         self.operators: Kept[None, frozenset[str]] = Kept()  # names of writing operators
-        self.casts: Kept[None, frozenset[str]] = Kept()  # names that may run a writing cast
+        self.casts: Kept[None, WritingCasts] = Kept()  # what may run a writing cast
         self.write_hooks: Kept[str, bool] = Kept()  # name -> a trigger or rule may destroy
 
     async def load(self) -> None:
@@ -405,14 +432,15 @@ async def _ask_names(
 
 
 async def _ask_all(
-    cat: _TargetCatalog, kept: Kept[None, frozenset[str]], query: str
-) -> frozenset[str]:
-    """The names ``query`` (no parameters; a JSON array) answers, kept for FUNCTIONS_TTL."""
+    cat: _TargetCatalog, kept: Kept[None, _V], query: str, read: Callable[[Any], _V]
+) -> _V:
+    """What ``query`` (no parameters; one JSON value, read by ``read``) answers, kept for
+    FUNCTIONS_TTL."""
     hit = kept.get(None, FUNCTIONS_TTL)
     if hit is not None:
         return hit[0]
     out = await cat.conn.query(query, None, ())
-    return kept.put(None, frozenset(json.loads(out[0]) if out else ()))
+    return kept.put(None, read(json.loads(out[0]) if out else None))
 
 
 class Catalog:
@@ -485,14 +513,18 @@ class Catalog:
         """The names of the target's operators that run a user's VOLATILE function (see
         _WRITING_OPERATORS). Raises when the catalog cannot be read."""
         cat = self._known(target)
-        return await _ask_all(cat, cat.operators, _WRITING_OPERATORS)
+        return await _ask_all(cat, cat.operators, _WRITING_OPERATORS, lambda v: frozenset(v or ()))
 
-    async def writing_casts(self, target: str) -> frozenset[str]:
-        """The names (lower case) a statement must spell to run one of the target's casts
-        over a user's VOLATILE function (see _WRITING_CASTS). Raises when the catalog cannot
-        be read."""
+    async def writing_casts(self, target: str) -> WritingCasts:
+        """What may run one of the target's casts over a user's VOLATILE function (see
+        _WRITING_CASTS). Raises when the catalog cannot be read."""
         cat = self._known(target)
-        return await _ask_all(cat, cat.casts, _WRITING_CASTS)
+        return await _ask_all(
+            cat,
+            cat.casts,
+            _WRITING_CASTS,
+            _read_casts,
+        )
 
     async def prepare(self, target: str, desc: RowDescription) -> bool:
         """Make sure every table OID in ``desc`` is known. False if the catalog could not be

@@ -107,6 +107,8 @@ _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I
 
 # What an operator's name is made of (PostgreSQL's CREATE OPERATOR).
 _OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+# OIDs below this are PostgreSQL's own objects (FirstNormalObjectId).
+_FIRST_USER_OID = 16384
 # Statement kinds that evaluate no expression of the client's (so run no cast).
 _NO_EXPRESSIONS = frozenset(
     {
@@ -533,6 +535,8 @@ class GuardHooks(SessionHooks):
                     if len(self._unaffected) >= _DECISIONS_KEPT:
                         self._unaffected.clear()
                     self._unaffected[id(plain)] = (plain, time.monotonic())
+            if param_types and max(param_types) >= _FIRST_USER_OID:  # a type of the target's
+                c = await self._casting_parameters(info, c, param_types)
         # The same statement text comes back as the same Classification object (the
         # classifier's cache), another text of a reusable shape with that shape's first one:
         # its policy outcome without estimates is decided once (policies read no constants).
@@ -604,11 +608,21 @@ class GuardHooks(SessionHooks):
                 return c.using_writers()
         if all(st.kinds <= _NO_EXPRESSIONS for st in c.statements):
             return c  # ROLLBACK runs no cast, and passes even when the catalog cannot be read
-        casts = await self._writing_casts(info)
-        if casts:
+        names = (await self._writing_casts(info)).names
+        if names:
             sql = c.sql.lower()
-            if any(name in sql for name in casts):
+            if any(name in sql for name in names):
                 c = c.using_writers()
+        return c
+
+    async def _casting_parameters(
+        self, info: SessionInfo, c: Classification, param_types: Sequence[int]
+    ) -> Classification:
+        """``c``, opaque when a parameter is declared as a type of one of the target's casts
+        over a user's VOLATILE function: ``SELECT $1::int`` runs the cast without naming it."""
+        types = (await self._writing_casts(info)).types
+        if types is None or not types.isdisjoint(param_types):
+            return c.using_writers()
         return c
 
     async def _calling_users(
@@ -652,12 +666,15 @@ class GuardHooks(SessionHooks):
         assert self.catalog is not None
         return await _or_all(frozenset({""}), self.catalog.writing_operators(info.target))
 
-    async def _writing_casts(self, info: SessionInfo) -> frozenset[str]:
-        """The names a statement must spell to run one of the target's casts over a user's
-        VOLATILE function. If the catalog cannot be read, every statement spells one (fail
-        closed): an empty name is in every text."""
+    async def _writing_casts(self, info: SessionInfo) -> catalog_mod.WritingCasts:
+        """What may run one of the target's casts over a user's VOLATILE function; anything
+        if the catalog cannot be read (fail closed)."""
         assert self.catalog is not None
-        return await _or_all(frozenset({""}), self.catalog.writing_casts(info.target))
+        try:
+            return await self.catalog.writing_casts(info.target)
+        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+            log.info("cannot look up the target's casts: %s", exc)
+            return catalog_mod.ALL_CASTS
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)

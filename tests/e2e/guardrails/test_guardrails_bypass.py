@@ -860,6 +860,44 @@ def test_a_cast_over_a_users_volatile_function_is_held(
         guard.admin.execute(_DROP_CASTS)
 
 
+@pytest.mark.parametrize("typname", ["purging", "casted"])
+def test_a_parameter_declared_as_a_type_of_a_writing_cast_is_held(
+    guard: GuardEnv, raw: Callable[[], wire.RawConn], typname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client may give a parameter's type by OID in Parse: ``SELECT $1::int`` with $1
+    declared as the cast's type (or a row type holding it) runs the cast over a writer
+    without naming the type in the text."""
+    monkeypatch.setattr(catalog_mod, "FUNCTIONS_TTL", 0.0)
+    guard.admin.execute(_CASTS)
+    try:
+        oid = guard.admin.execute(
+            "SELECT oid FROM pg_type WHERE typname = %s AND typnamespace = 'public'::regnamespace",
+            [typname],
+        ).fetchone()[0]
+        value, sql = (
+            ("(1)", "SELECT $1::int")
+            if typname == "purging"
+            else ('(1,"(1)")', "SELECT ($1).p::int")
+        )
+        before = guard.fingerprint()
+        c = raw()
+        c.send(wire.parse("", sql, [oid]), wire.bind(params=[value]), wire.execute(), wire.sync())
+        replies = c.until_ready()
+        assert_unchanged(guard, before, f"{sql} with $1 of type {typname}")
+        errors = [m for m in replies if m.type == b"E"]
+        assert errors and errors[0].message.startswith("pgwarden:"), replies
+        # a parameter of a type no writing cast concerns passes
+        c.send(
+            wire.parse("", "SELECT $1::int + 1", [23]),
+            wire.bind(params=["1"]),
+            wire.execute(),
+            wire.sync(),
+        )
+        assert [m.values for m in c.until_ready() if m.type == b"D"] == [(b"2",)]
+    finally:
+        guard.admin.execute(_DROP_CASTS)
+
+
 def test_casts_that_cannot_write_are_used_freely(
     guard: GuardEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
