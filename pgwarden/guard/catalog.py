@@ -151,14 +151,13 @@ WHERE """
     + _USERS_VOLATILE
 )
 # As a JSON object, the names (lower case, "names") a statement must spell to run a cast whose
-# function is a user's
-# VOLATILE one (defined as _USER_FUNCTIONS says): the cast's own types that are not
-# PostgreSQL's, the types that hold them (domains over them, arrays of them, composite types
-# with an attribute of them: a table's or a view's row type has its relation's name), and the
-# user's functions that take or return one of those. A value of such a type is cast where
-# the statement names the type (``1::t``), or, through an implicit or assignment cast, where
-# it reads or writes a relation that holds one or calls such a function; and those types'
-# OIDs ("types"), for a parameter a client declares as one.
+# function is a user's VOLATILE one (defined as _USER_FUNCTIONS says): the cast's own types
+# that are not PostgreSQL's, the types that hold them (domains over them, arrays of them,
+# composite types with an attribute of them: a table's or a view's row type has its
+# relation's name), and the user's functions that take or return one of those. A value of
+# such a type is cast where the statement names the type (``1::t``), or, through an implicit
+# or assignment cast, where it reads or writes a relation that holds one or calls such a
+# function. And those types' OIDs ("types"), for a parameter a client declares as one.
 _WRITING_CASTS = (
     r"""
 WITH RECURSIVE cast_types(typ) AS (
