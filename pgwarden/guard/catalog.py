@@ -41,6 +41,8 @@ from pgwarden.sql.functions import may_be_users
 
 log = logging.getLogger("pgwarden.catalog")
 _V = TypeVar("_V")
+#: What a look-up raises when the target's catalog cannot be read (the caller fails closed).
+LOOKUP_FAILURES = (UpstreamError, LookupError, TimeoutError, OSError, ValueError)
 
 _QUERY = """
 SELECT coalesce(string_agg(c.oid::text || '|' || a.attnum::text || '|' ||

@@ -23,11 +23,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pgwarden.approvals import ApprovalService, PendingApproval
 from pgwarden.guard import catalog as catalog_mod
-from pgwarden.guard.catalog import Catalog
+from pgwarden.guard.catalog import Catalog, UserFunctions
 from pgwarden.guard.estimator import Estimator
 from pgwarden.guard.masking import SessionMasking, plain_scope
 from pgwarden.guard.recorder import (
@@ -44,7 +44,6 @@ from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evalu
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
 from pgwarden.proxy.hooks import Hold, SessionHooks, SessionInfo, Statement, Verdict
-from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 from pgwarden.sql.functions import may_be_users
@@ -102,6 +101,7 @@ def _gateway_owned(c: Classification) -> str | None:
     return None
 
 
+_T = TypeVar("_T")
 _PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
 
 
@@ -119,14 +119,13 @@ _NO_EXPRESSIONS = frozenset(
 )  # fmt: skip
 
 
-async def _or_all(names: frozenset[str], asked: Awaitable[frozenset[str]]) -> frozenset[str]:
-    """What the catalog answers of ``names``, or all of them if it cannot be read (fail
-    closed)."""
+async def _or_else(worst: _T, asked: Awaitable[_T], what: str) -> _T:
+    """What the catalog answers, or ``worst`` if it cannot be read (fail closed)."""
     try:
         return await asked
-    except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
-        log.info("cannot look up %s in the target's catalog: %s", sorted(names), exc)
-        return names
+    except catalog_mod.LOOKUP_FAILURES as exc:
+        log.info("cannot look up %s in the target's catalog: %s", what, exc)
+        return worst
 
 
 def _looked_up(name: str) -> bool:
@@ -634,12 +633,12 @@ class GuardHooks(SessionHooks):
         with those statements changing it (no estimates after them). If the catalog cannot
         be read, every call counts as both (fail closed)."""
         assert self.catalog is not None
-        try:
-            found = await self.catalog.user_functions(info.target, names)
-            writers, switchers = found.writers, found.switchers
-        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
-            log.info("cannot look up the functions a statement calls: %s", exc)
-            writers = switchers = names
+        found = await _or_else(
+            UserFunctions(names, names),
+            self.catalog.user_functions(info.target, names),
+            f"the functions {sorted(names)}",
+        )
+        writers, switchers = found.writers, found.switchers
         if writers:
             c = c.calling_writers(writers)
         if switchers:
@@ -650,7 +649,11 @@ class GuardHooks(SessionHooks):
         """Of the relations a statement reads, those whose reading runs a user's VOLATILE
         function (a view's query, a row security policy)."""
         assert self.catalog is not None
-        return await _or_all(names, self.catalog.writing_relations(info.target, names))
+        return await _or_else(
+            names,
+            self.catalog.writing_relations(info.target, names),
+            f"the relations {sorted(names)}",
+        )
 
     async def _destroying_write_hooks(
         self, info: SessionInfo, names: frozenset[str]
@@ -658,23 +661,27 @@ class GuardHooks(SessionHooks):
         """Of the relations a statement writes, those with a trigger, rule, default or CHECK
         that may change or remove other rows."""
         assert self.catalog is not None
-        return await _or_all(names, self.catalog.destroying_write_hooks(info.target, names))
+        return await _or_else(
+            names,
+            self.catalog.destroying_write_hooks(info.target, names),
+            f"what writing {sorted(names)} runs",
+        )
 
     async def _writing_operators(self, info: SessionInfo) -> frozenset[str]:
         """The names of the target's operators over a user's VOLATILE function. If the catalog
         cannot be read, every operator counts (fail closed): an empty name is in every text."""
         assert self.catalog is not None
-        return await _or_all(frozenset({""}), self.catalog.writing_operators(info.target))
+        return await _or_else(
+            frozenset({""}), self.catalog.writing_operators(info.target), "the operators"
+        )
 
     async def _writing_casts(self, info: SessionInfo) -> catalog_mod.WritingCasts:
         """What may run one of the target's casts over a user's VOLATILE function; anything
         if the catalog cannot be read (fail closed)."""
         assert self.catalog is not None
-        try:
-            return await self.catalog.writing_casts(info.target)
-        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
-            log.info("cannot look up the target's casts: %s", exc)
-            return catalog_mod.ALL_CASTS
+        return await _or_else(
+            catalog_mod.ALL_CASTS, self.catalog.writing_casts(info.target), "the casts"
+        )
 
     def _note_allowed(self, c: Classification) -> None:
         self.temp_tables |= _temp_tables(c)

@@ -22,7 +22,7 @@ import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from pgwarden.guard.catalog import Catalog
+from pgwarden.guard.catalog import LOOKUP_FAILURES, Catalog
 from pgwarden.masking import NO_COUNTS, CopyMasker, Masker, MaskingFailure, RowMasker
 from pgwarden.protocol.messages import (
     CommandComplete,
@@ -37,7 +37,6 @@ from pgwarden.protocol.messages import (
     ParameterStatus,
     RowDescription,
 )
-from pgwarden.proxy.upstream import UpstreamError
 from pgwarden.sql import Classification, CopyOptions
 
 log = logging.getLogger("pgwarden.masking")
@@ -141,7 +140,7 @@ class SessionMasking:
             return CopyPlan(options)
         try:
             desc = await self.catalog.describe(self.target, options.source, self.search_path)
-        except (UpstreamError, LookupError, TimeoutError, OSError, ValueError) as exc:
+        except LOOKUP_FAILURES as exc:
             # Only visible to the session (a temp table), or the side connection is down:
             # the plan stays unknown and the COPY is refused when its data starts.
             log.info("cannot describe a COPY's columns in %s: %s", self.target, exc)
