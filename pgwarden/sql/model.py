@@ -51,9 +51,9 @@ Flags (``StatementInfo.flags``): ``cascade`` (DROP/TRUNCATE ... CASCADE), ``if_e
 function body that could not be parsed), ``dynamic_sql`` (procedural code runs SQL built at run
 time), ``row_locks`` (SELECT ... FOR UPDATE/SHARE), ``dynamic_set_config`` (set_config with a
 setting name that is not a literal), ``volatile_function`` (calls a user's VOLATILE function,
-which may write, directly, through a view or row security policy it reads, an operator it
-uses, or a trigger or rule of a table it writes: set by the gateway from the target's
-catalog, not by ``classify``).
+which may write, directly, through a view or row security policy it reads, an operator or
+cast it uses, or a trigger, rule, column default or CHECK of a table it writes: set by the
+gateway from the target's catalog, not by ``classify``).
 
 ``via`` (``Operation.via``) says how an operation is nested: ``None`` (the statement itself),
 ``cte``, ``explain`` (not executed), ``explain_analyze``, ``prepare``, ``execute``, ``copy``,
@@ -385,8 +385,9 @@ class Classification:
 
     def using_writers(self) -> Classification:
         """This classification with every statement marked opaque, flag ``volatile_function``:
-        its text names an operator of the target's whose function may write (the operator
-        is not told apart from a string that spells it: held either way)."""
+        its text names an operator or a cast's type of the target's whose function may write,
+        or a parameter is declared as such a type (a name is not told apart from a string
+        that spells it: held either way)."""
         return self._running_writers(lambda st: True)
 
     def _running_writers(self, runs: Callable[[StatementInfo], bool]) -> Classification:
