@@ -4,7 +4,10 @@
 #   1. finds uv (PATH, ~/.local/bin, ~/.cargo/bin) or installs it into .venv-tools/,
 #   2. runs `uv sync --frozen` into .venv/ (again whenever pyproject.toml or uv.lock change),
 #   3. installs the PostgreSQL server and clients (psql, pgbench) with the system's package
-#      manager if they are missing (through sudo when not root).
+#      manager if they are missing (through sudo when not root),
+#   4. compiles the data path's hot modules with mypyc (pgwarden/_native.py; again whenever
+#      one of them changes). Without a C compiler and Python's headers pgwarden runs them as
+#      plain Python: the same behaviour, more CPU per statement.
 # `make test` also installs the system's Chromium (Debian's `chromium` package) if it is
 # missing: the web console's browser tests drive /usr/bin/chromium through Playwright, which is
 # never allowed to download a browser of its own.
@@ -54,7 +57,7 @@ define have_pg_client
 	{ command -v $(1) >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$(1) >/dev/null 2>&1; }
 endef
 
-.PHONY: help setup python-deps postgres chromium pgbouncer valgrind test demo bench bench-instructions lint
+.PHONY: help setup python-deps native postgres chromium pgbouncer valgrind test demo bench bench-instructions lint
 
 help:
 	@echo "make demo    install everything, start a throwaway PostgreSQL with sample data,"
@@ -65,7 +68,7 @@ help:
 	@echo "make bench   run the benchmark script"
 	@echo "make bench-instructions   the gateway's instructions per pgbench transaction (valgrind)"
 
-setup: python-deps postgres
+setup: python-deps native postgres
 	@:
 
 python-deps: $(VENV)/.synced
@@ -84,6 +87,16 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	@echo "setup: installing Python dependencies into $(VENV)/ (uv sync --frozen)"
 	@$(UV) sync --frozen --quiet
 	@touch $@
+
+# The modules pgwarden/_native.py lists, as files: pgwarden.proxy.relay -> pgwarden/proxy/relay.py
+NATIVE_SOURCES := $(addsuffix .py,$(subst .,/,$(shell sed -n 's/^    "\(pgwarden\.[a-z_.]*\)",$$/\1/p' pgwarden/_native.py)))
+
+native: pgwarden/_native.json
+
+pgwarden/_native.json: $(NATIVE_SOURCES) pgwarden/_native.py scripts/build_native.py $(VENV)/.synced
+	@echo "setup: compiling the data path's hot modules with mypyc (about a minute)"
+	@$(VENV)/bin/python scripts/build_native.py \
+	  || echo "setup: continuing with them as plain Python (slower; see the error above)" >&2
 
 postgres:
 	@if ! $(have_pg_server); then \

@@ -121,7 +121,7 @@ class GroupCommitter:
         self._name = name
         self._cond = threading.Condition()
         self._pending: dict[str, list[concurrent.futures.Future[None]]] = {}
-        self._thread: threading.Thread | None = None
+        self._worker_thread: threading.Thread | None = None
         self._closed = False
 
     def request(self, session_id: str) -> concurrent.futures.Future[None]:
@@ -132,9 +132,11 @@ class GroupCommitter:
                 raise RecordingError("the group committer is closed")
             self.stats.requests += 1
             self._pending.setdefault(session_id, []).append(fut)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+            if self._worker_thread is None:
+                self._worker_thread = threading.Thread(
+                    target=self._run, name=self._name, daemon=True
+                )
+                self._worker_thread.start()
             self._cond.notify()
         return fut
 
@@ -151,7 +153,7 @@ class GroupCommitter:
         with self._cond:
             self._closed = True
             self._cond.notify()
-            thread = self._thread
+            thread = self._worker_thread
         if thread is not None:
             thread.join()
 

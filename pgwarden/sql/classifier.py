@@ -1209,8 +1209,9 @@ def _classify_raw(raw: _Raw) -> StatementInfo:
     return walker.build(raw.text)
 
 
-def classify(sql: str, tree_json: str | None = None) -> Classification:
-    """Classify a query string (any number of statements). Never raises.
+def classify(sql: object, tree_json: str | None = None) -> Classification:
+    """Classify a query string (any number of statements). Never raises, also not for
+    something other than text (typed ``object``: the compiled build checks declared types).
 
     Unparseable text, or text the classifier fails on, gives a Classification whose
     ``error`` is set and whose ``statements`` is empty: the caller must refuse it.

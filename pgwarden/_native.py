@@ -1,0 +1,124 @@
+"""The data path's hot modules, compiled with mypyc when the build is current.
+
+Every statement runs through the relay, the guard's hooks, the classifier's caches, the
+masking scanner and the recorder: a few hundred Python calls, most of the gateway's CPU.
+``make setup`` compiles these modules (``scripts/build_native.py``) from the same typed
+source, and records each one's SHA-256 in ``_native.json``. The compiled modules sit next to
+their sources, where Python prefers them, so a source edited after the build would run as the
+old compiled code: ``guard`` (run on ``import pgwarden``) checks the recorded hashes and, when
+any differs, the build was made by another Python, or ``PGWARDEN_PURE=1`` is set, imports all
+of them from source (one group: compiled modules call each other directly, so a mix would
+still run the old code). Profilers that read Python frames (py-spy) need ``PGWARDEN_PURE=1``.
+
+Left as plain Python: modules whose dataclasses declare ``ClassVar`` defaults (mypyc 1.x makes
+them fields: ``protocol.messages``, ``recording.events``) and ``sql.model`` (copies through
+slot descriptors, which compiled classes do not have).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["MODULES", "active", "guard", "manifest_for", "state"]
+
+MODULES: tuple[str, ...] = (
+    "pgwarden.protocol.reader",
+    "pgwarden.proxy.relay",
+    "pgwarden.guard.hooks",
+    "pgwarden.guard.recorder",
+    "pgwarden.recording.canonical",
+    "pgwarden.recording.writer",
+    "pgwarden.sql.classifier",
+    "pgwarden.masking.detectors",
+    "pgwarden.masking.engine",
+)
+
+MANIFEST = "_native.json"
+_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _relative(module: str) -> Path:
+    return Path(*module.split(".")[1:])
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest_for(package_dir: Path, modules: Sequence[str] = MODULES) -> dict[str, object]:
+    """What ``_native.json`` records for a build of ``modules`` from their current sources."""
+    return {
+        "python": sys.implementation.cache_tag,
+        "modules": {m: _digest(package_dir / _relative(m).with_suffix(".py")) for m in modules},
+    }
+
+
+def state(package_dir: Path, modules: Sequence[str] = MODULES) -> str:
+    """``absent`` (nothing compiled), ``current`` (every module compiled from its source as it
+    is now, by this Python) or ``stale`` (anything else: run from source)."""
+    built = [(package_dir / _relative(m)).with_suffix(_SUFFIX).exists() for m in modules]
+    if not any(built):
+        return "absent"
+    if not all(built):
+        return "stale"
+    try:
+        recorded = json.loads((package_dir / MANIFEST).read_text("utf-8"))
+        return "current" if recorded == manifest_for(package_dir, modules) else "stale"
+    except (OSError, ValueError):
+        return "stale"
+
+
+class _FromSource(importlib.abc.MetaPathFinder):
+    """Finds the listed modules' ``.py`` files, ahead of their compiled builds."""
+
+    def __init__(self, package_dir: Path, modules: Sequence[str]) -> None:
+        self.sources = {m: package_dir / _relative(m).with_suffix(".py") for m in modules}
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        source = self.sources.get(fullname)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+_ACTIVE: list[bool] = [False]
+
+
+def active() -> bool:
+    """True when this process runs the compiled modules."""
+    return _ACTIVE[0]
+
+
+def guard(package_dir: Path) -> None:
+    found = state(package_dir)
+    pure = os.environ.get("PGWARDEN_PURE", "") not in ("", "0")
+    if found == "current" and not pure:
+        _ACTIVE[0] = True
+        return
+    if found == "absent":
+        return
+    if not any(isinstance(f, _FromSource) for f in sys.meta_path):
+        sys.meta_path.insert(0, _FromSource(package_dir, MODULES))
+    if found == "stale" and not pure:
+        warnings.warn(
+            "pgwarden: the compiled data-path modules are older than their sources; running "
+            "the sources (slower). `make setup` rebuilds them.",
+            RuntimeWarning,
+            stacklevel=2,
+        )

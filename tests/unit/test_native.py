@@ -1,0 +1,129 @@
+"""The compiled data-path modules run only while they match their sources (pgwarden._native)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pgwarden
+from pgwarden import _native
+from pgwarden._native import _SUFFIX, MANIFEST, manifest_for, state
+
+PACKAGE = Path(pgwarden.__file__).parent
+ROOT = PACKAGE.parent
+MODULES = ("pkg.a", "pkg.sub.b")
+
+
+def _package(tmp_path: Path) -> Path:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("X = 1\n")
+    (pkg / "sub" / "b.py").write_text("Y = 2\n")
+    return pkg
+
+
+def _compile(pkg: Path) -> None:
+    for rel in ("a", "sub/b"):
+        (pkg / rel).with_suffix(_SUFFIX).write_bytes(b"\x7fELF")
+    (pkg / MANIFEST).write_text(json.dumps(manifest_for(pkg, MODULES)))
+
+
+def test_no_build_is_absent(tmp_path: Path) -> None:
+    assert state(_package(tmp_path), MODULES) == "absent"
+
+
+def test_a_build_of_the_current_sources_is_current(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    _compile(pkg)
+    assert state(pkg, MODULES) == "current"
+
+
+def test_a_source_edited_after_the_build_makes_it_stale(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    _compile(pkg)
+    (pkg / "sub" / "b.py").write_text("Y = 3\n")
+    assert state(pkg, MODULES) == "stale"
+
+
+def test_a_partial_build_or_a_missing_manifest_is_stale(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    _compile(pkg)
+    (pkg / MANIFEST).unlink()
+    assert state(pkg, MODULES) == "stale"
+    _compile(pkg)
+    (pkg / "a").with_suffix(_SUFFIX).unlink()
+    assert state(pkg, MODULES) == "stale"
+
+
+def test_a_build_by_another_python_is_stale(tmp_path: Path) -> None:
+    pkg = _package(tmp_path)
+    _compile(pkg)
+    recorded = json.loads((pkg / MANIFEST).read_text())
+    (pkg / MANIFEST).write_text(json.dumps(dict(recorded, python="cpython-399")))
+    assert state(pkg, MODULES) == "stale"
+
+
+def _loaded(root: Path, env: dict[str, str]) -> dict[str, object]:
+    code = (
+        "import json, warnings; warnings.simplefilter('always')\n"
+        "import pgwarden, pgwarden.proxy.relay as r, pgwarden.sql.classifier as c\n"
+        "from pgwarden import _native\n"
+        "print(json.dumps({'active': _native.active(), 'files': [r.__file__, c.__file__]}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    result["stderr"] = out.stderr
+    return result
+
+
+built = pytest.mark.skipif(
+    state(PACKAGE) != "current", reason="the compiled modules are not built (make setup)"
+)
+
+
+@built
+def test_this_checkout_runs_its_compiled_build() -> None:
+    loaded = _loaded(ROOT, {"PGWARDEN_PURE": ""})
+    assert loaded["active"] is True
+    assert all(str(f).endswith(_SUFFIX) for f in loaded["files"])  # type: ignore[attr-defined]
+
+
+@built
+def test_pgwarden_pure_runs_the_sources() -> None:
+    loaded = _loaded(ROOT, {"PGWARDEN_PURE": "1"})
+    assert loaded["active"] is False
+    assert all(str(f).endswith(".py") for f in loaded["files"])  # type: ignore[attr-defined]
+    assert "RuntimeWarning" not in str(loaded["stderr"])
+
+
+@built
+def test_an_edited_source_runs_as_edited_not_as_the_old_build(tmp_path: Path) -> None:
+    shutil.copytree(PACKAGE, tmp_path / "pgwarden", ignore=shutil.ignore_patterns("__pycache__"))
+    for lib in ROOT.glob(f"*__mypyc*{_SUFFIX}"):
+        shutil.copy2(lib, tmp_path / lib.name)
+    relay = tmp_path / "pgwarden" / "proxy" / "relay.py"
+    relay.write_text(relay.read_text() + "\nEDITED = True\n")
+    loaded = _loaded(tmp_path, {"PGWARDEN_PURE": ""})
+    assert loaded["active"] is False
+    # every listed module from source, the unedited ones too: compiled modules call each
+    # other directly, so one compiled caller would still run the old relay
+    assert all(str(f).endswith(".py") for f in loaded["files"])  # type: ignore[attr-defined]
+    assert "older than their sources" in str(loaded["stderr"])
+
+
+def test_the_listed_modules_exist() -> None:
+    for module in _native.MODULES:
+        assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), module
