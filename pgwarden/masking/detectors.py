@@ -44,13 +44,15 @@ CARD_PREFIXES: Final = frozenset(b"23456")
 _DIGITS: Final = frozenset(b"0123456789")
 _DBL: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 #: ASCII digit -> its Luhn-doubled digit sum, as a byte value (for sum() over translate())
-_DBL_TABLE: Final = bytes(_DBL[c - 48] if 48 <= c <= 57 else 0 for c in range(256))
+_DBL_TABLE: Final = bytes([_DBL[c - 48] if 48 <= c <= 57 else 0 for c in range(256)])
 #: digit runs longer than this are masked whole instead of searched window by window
 MAX_DIGIT_RUN: Final = 4096
 
 # Pre-check: digits fold to "0", letters to lower case, spaces and dashes are deleted, so a
 # card number with single separators becomes 13+ consecutive zeros.
-_FOLD: Final = bytes(48 if 48 <= c <= 57 else (c + 32 if 65 <= c <= 90 else c) for c in range(256))
+_FOLD: Final = bytes(
+    [48 if 48 <= c <= 57 else (c + 32 if 65 <= c <= 90 else c) for c in range(256)]
+)
 _Z13: Final = b"0" * 13
 _SSN_QUICK: Final = re.compile(rb"-[0-9]{2}-[0-9]{4}")
 _SSN_WORDS: Final = re.compile(rb"ssn|social|tax")  # searched in the folded (lower-case) text
@@ -82,7 +84,7 @@ _SSN_BARE: Final = re.compile(rb"(?<![0-9])([0-9]{3})[ -]?([0-9]{2})[ -]?([0-9]{
 SSN_COLUMN_NAME: Final = re.compile(r"(?i)ssn|social.?sec|tax.?id")
 
 _LOCAL: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
-_NOT_LOCAL_TO_NUL: Final = bytes(c if c in _LOCAL else 0 for c in range(256))
+_NOT_LOCAL_TO_NUL: Final = bytes([c if c in _LOCAL else 0 for c in range(256)])
 _DOMAIN: Final = re.compile(rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 
 _PHONE: Final = re.compile(

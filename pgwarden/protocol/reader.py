@@ -174,7 +174,7 @@ class MessageReader:
             return None
         if len(run) == 1:
             return CopyData(run[0])
-        return CopyData.build(b"".join(r[5:] for r in run))
+        return CopyData.build(b"".join([r[5:] for r in run]))
 
     def _next_startup(self, avail: int) -> Message | None:
         if avail < 4:
