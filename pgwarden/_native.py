@@ -8,7 +8,9 @@ their sources, where Python prefers them, so a source edited after the build wou
 old compiled code: ``guard`` (run on ``import pgwarden``) checks the recorded hashes and, when
 any differs, the build was made by another Python, or ``PGWARDEN_PURE=1`` is set, imports all
 of them from source (one group: compiled modules call each other directly, so a mix would
-still run the old code). Profilers that read Python frames (py-spy) need ``PGWARDEN_PURE=1``.
+still run the old code). It says so quietly (``describe``: in the gateway's start-up log line
+and in ``make bench``), not as a warning on every command's stderr: the sources behave the
+same, only slower. Profilers that read Python frames (py-spy) need ``PGWARDEN_PURE=1``.
 
 Left as plain Python: modules whose dataclasses declare ``ClassVar`` defaults (mypyc 1.x makes
 them fields: ``protocol.messages``, ``recording.events``), ``sql.model`` (copies through slot
@@ -26,13 +28,12 @@ import importlib.util
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MODULES", "active", "guard", "manifest_for", "state"]
+__all__ = ["MODULES", "active", "describe", "guard", "manifest_for", "state"]
 
 MODULES: tuple[str, ...] = (
     "pgwarden.proxy.relay",
@@ -98,28 +99,29 @@ class _FromSource(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source)
 
 
-_ACTIVE: list[bool] = [False]
+_FOUND: list[str] = ["absent"]
+_PURE: list[bool] = [False]
 
 
 def active() -> bool:
     """True when this process runs the compiled modules."""
-    return _ACTIVE[0]
+    return _FOUND[0] == "current" and not _PURE[0]
+
+
+def describe() -> str:
+    """Which build of the hot modules this process runs, in words."""
+    if active():
+        return f"compiled with mypyc ({len(MODULES)} modules)"
+    if _PURE[0]:
+        return "plain Python (PGWARDEN_PURE is set)"
+    if _FOUND[0] == "stale":
+        return "plain Python (the compiled build is older than the sources: make setup)"
+    return "plain Python (not compiled: make setup)"
 
 
 def guard(package_dir: Path) -> None:
-    found = state(package_dir)
-    pure = os.environ.get("PGWARDEN_PURE", "") not in ("", "0")
-    if found == "current" and not pure:
-        _ACTIVE[0] = True
-        return
-    if found == "absent":
-        return
-    if not any(isinstance(f, _FromSource) for f in sys.meta_path):
-        sys.meta_path.insert(0, _FromSource(package_dir, MODULES))
-    if found == "stale" and not pure:
-        warnings.warn(
-            "pgwarden: the compiled data-path modules are older than their sources; running "
-            "the sources (slower). `make setup` rebuilds them.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    _FOUND[0] = found = state(package_dir)
+    _PURE[0] = os.environ.get("PGWARDEN_PURE", "") not in ("", "0")
+    if found != "absent" and not active():
+        if not any(isinstance(f, _FromSource) for f in sys.meta_path):
+            sys.meta_path.insert(0, _FromSource(package_dir, MODULES))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from pgwarden import _native
 from pgwarden.api.app import create_app
 from pgwarden.approvals import ApprovalService
 from pgwarden.auth.local_issuer import LocalIssuer
@@ -190,7 +191,12 @@ async def serve(config: Config, *, ready: Callable[[], None] | None = None) -> N
     """Run the gateway and the API until cancelled."""
     server = Server(config)
     await server.start()
-    log.info("pgwarden listening on %s (API %s)", config.listen, config.api.listen)
+    log.info(
+        "pgwarden listening on %s (API %s); data path %s",
+        config.listen,
+        config.api.listen,
+        _native.describe(),
+    )
     try:
         if ready is not None:
             ready()

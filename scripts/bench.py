@@ -48,9 +48,7 @@ import bench_memory as mem
 import bench_throughput as tp
 from bench_pgbouncer import PgBouncer, find_pgbouncer
 
-import pgwarden
-from pgwarden._native import MODULES as NATIVE_MODULES
-from pgwarden._native import state as native_state
+from pgwarden._native import describe as describe_native
 from pgwarden.auth.local_issuer import LocalIssuer
 from pgwarden.devcluster import DevCluster, find_bindir
 
@@ -165,16 +163,6 @@ def print_table(rows: list[tp.Row]) -> None:
         )
 
 
-def native_note() -> str:
-    """Whether the gateway processes this run starts load the mypyc build (pgwarden._native)."""
-    if os.environ.get("PGWARDEN_PURE", "") not in ("", "0"):
-        return "plain Python (PGWARDEN_PURE is set)"
-    found = native_state(Path(pgwarden.__file__).parent)
-    if found == "current":
-        return f"compiled with mypyc ({len(NATIVE_MODULES)} modules, pgwarden/_native.py)"
-    return f"plain Python (the mypyc build is {found}: make setup builds it)"
-
-
 def start_gateway(
     tmp: Path,
     pg: DevCluster,
@@ -272,7 +260,7 @@ def main() -> int:
     if args.quick:
         args.seconds, args.rounds, args.tp_rounds = 3, 1, 1
 
-    print(f"gateway's hot modules: {native_note()}", flush=True)
+    print(f"gateway's hot modules: {describe_native()}", flush=True)
     bindir = find_bindir()
     bouncer_exe = None if args.skip_pgbouncer else find_pgbouncer()
     if bouncer_exe is None and not args.skip_pgbouncer:
