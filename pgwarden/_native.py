@@ -33,7 +33,7 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MODULES", "active", "describe", "guard", "manifest_for", "state"]
+__all__ = ["GROUP", "MODULES", "active", "describe", "guard", "manifest_for", "state"]
 
 MODULES: tuple[str, ...] = (
     "pgwarden.proxy.relay",
@@ -47,6 +47,7 @@ MODULES: tuple[str, ...] = (
 )
 
 MANIFEST = "_native.json"
+GROUP = "pgwarden_native"  # their shared code: <package's parent>/pgwarden_native__mypyc.<suffix>
 _SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
@@ -72,7 +73,7 @@ def state(package_dir: Path, modules: Sequence[str] = MODULES) -> str:
     built = [(package_dir / _relative(m)).with_suffix(_SUFFIX).exists() for m in modules]
     if not any(built):
         return "absent"
-    if not all(built):
+    if not all(built) or not (package_dir.parent / f"{GROUP}__mypyc{_SUFFIX}").exists():
         return "stale"
     try:
         recorded = json.loads((package_dir / MANIFEST).read_text("utf-8"))

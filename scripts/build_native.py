@@ -22,12 +22,11 @@ from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "pgwarden"
-GROUP = "pgwarden_native"  # the shared library: <root>/pgwarden_native__mypyc.<suffix>
 
 sys.path.insert(0, str(ROOT))
 os.environ["PGWARDEN_PURE"] = "1"  # this script must not load the build it replaces
 
-from pgwarden._native import _SUFFIX, MANIFEST, MODULES, manifest_for  # noqa: E402
+from pgwarden._native import _SUFFIX, GROUP, MANIFEST, MODULES, manifest_for  # noqa: E402
 
 
 def _built_files() -> list[Path]:

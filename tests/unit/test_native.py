@@ -13,7 +13,7 @@ import pytest
 
 import pgwarden
 from pgwarden import _native
-from pgwarden._native import _SUFFIX, MANIFEST, manifest_for, state
+from pgwarden._native import _SUFFIX, GROUP, MANIFEST, manifest_for, state
 
 PACKAGE = Path(pgwarden.__file__).parent
 ROOT = PACKAGE.parent
@@ -31,6 +31,7 @@ def _package(tmp_path: Path) -> Path:
 def _compile(pkg: Path) -> None:
     for rel in ("a", "sub/b"):
         (pkg / rel).with_suffix(_SUFFIX).write_bytes(b"\x7fELF")
+    (pkg.parent / f"{GROUP}__mypyc{_SUFFIX}").write_bytes(b"\x7fELF")
     (pkg / MANIFEST).write_text(json.dumps(manifest_for(pkg, MODULES)))
 
 
@@ -58,6 +59,9 @@ def test_a_partial_build_or_a_missing_manifest_is_stale(tmp_path: Path) -> None:
     assert state(pkg, MODULES) == "stale"
     _compile(pkg)
     (pkg / "a").with_suffix(_SUFFIX).unlink()
+    assert state(pkg, MODULES) == "stale"
+    _compile(pkg)
+    (pkg.parent / f"{GROUP}__mypyc{_SUFFIX}").unlink()  # their shared code
     assert state(pkg, MODULES) == "stale"
 
 
