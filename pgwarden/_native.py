@@ -33,7 +33,17 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["GROUP", "MODULES", "active", "describe", "guard", "manifest_for", "state"]
+__all__ = [
+    "GROUP",
+    "GROUP_LIBRARY",
+    "MODULES",
+    "active",
+    "describe",
+    "guard",
+    "manifest_for",
+    "module_file",
+    "state",
+]
 
 MODULES: tuple[str, ...] = (
     "pgwarden.proxy.relay",
@@ -47,12 +57,14 @@ MODULES: tuple[str, ...] = (
 )
 
 MANIFEST = "_native.json"
-GROUP = "pgwarden_native"  # their shared code: <package's parent>/pgwarden_native__mypyc.<suffix>
+GROUP = "pgwarden_native"
 _SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+GROUP_LIBRARY = f"{GROUP}__mypyc{_SUFFIX}"  # their shared code, beside the package
 
 
-def _relative(module: str) -> Path:
-    return Path(*module.split(".")[1:])
+def module_file(package_dir: Path, module: str, suffix: str = ".py") -> Path:
+    """``pgwarden.proxy.relay`` -> ``<package_dir>/proxy/relay<suffix>``."""
+    return (package_dir / Path(*module.split(".")[1:])).with_suffix(suffix)
 
 
 def _digest(path: Path) -> str:
@@ -63,17 +75,17 @@ def manifest_for(package_dir: Path, modules: Sequence[str] = MODULES) -> dict[st
     """What ``_native.json`` records for a build of ``modules`` from their current sources."""
     return {
         "python": sys.implementation.cache_tag,
-        "modules": {m: _digest(package_dir / _relative(m).with_suffix(".py")) for m in modules},
+        "modules": {m: _digest(module_file(package_dir, m)) for m in modules},
     }
 
 
 def state(package_dir: Path, modules: Sequence[str] = MODULES) -> str:
     """``absent`` (nothing compiled), ``current`` (every module compiled from its source as it
     is now, by this Python) or ``stale`` (anything else: run from source)."""
-    built = [(package_dir / _relative(m)).with_suffix(_SUFFIX).exists() for m in modules]
+    built = [module_file(package_dir, m, _SUFFIX).exists() for m in modules]
     if not any(built):
         return "absent"
-    if not all(built) or not (package_dir.parent / f"{GROUP}__mypyc{_SUFFIX}").exists():
+    if not all(built) or not (package_dir.parent / GROUP_LIBRARY).exists():
         return "stale"
     try:
         recorded = json.loads((package_dir / MANIFEST).read_text("utf-8"))
@@ -86,7 +98,7 @@ class _FromSource(importlib.abc.MetaPathFinder):
     """Finds the listed modules' ``.py`` files, ahead of their compiled builds."""
 
     def __init__(self, package_dir: Path, modules: Sequence[str]) -> None:
-        self.sources = {m: package_dir / _relative(m).with_suffix(".py") for m in modules}
+        self.sources = {m: module_file(package_dir, m) for m in modules}
 
     def find_spec(
         self,

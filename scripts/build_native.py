@@ -26,14 +26,22 @@ PACKAGE = ROOT / "pgwarden"
 sys.path.insert(0, str(ROOT))
 os.environ["PGWARDEN_PURE"] = "1"  # this script must not load the build it replaces
 
-from pgwarden._native import _SUFFIX, GROUP, MANIFEST, MODULES, manifest_for  # noqa: E402
+from pgwarden._native import (  # noqa: E402
+    _SUFFIX,
+    GROUP,
+    GROUP_LIBRARY,
+    MANIFEST,
+    MODULES,
+    manifest_for,
+    module_file,
+)
 
 
 def _built_files() -> list[Path]:
     # Every compiled module, also of modules no longer listed: Python would still import one
     # (and it would look for its group's code in a library that no longer has it).
     modules = PACKAGE.rglob(f"*{_SUFFIX}")
-    return [*modules, PACKAGE / MANIFEST, *ROOT.glob(f"{GROUP}__mypyc*{_SUFFIX}")]
+    return [*modules, PACKAGE / MANIFEST, ROOT / GROUP_LIBRARY]
 
 
 def clean() -> None:
@@ -42,7 +50,7 @@ def clean() -> None:
 
 
 def build() -> None:
-    sources = [str(Path(*m.split(".")).with_suffix(".py")) for m in MODULES]
+    sources = [str(module_file(PACKAGE, m).relative_to(ROOT)) for m in MODULES]
     with tempfile.TemporaryDirectory(prefix="pgwarden-native-") as tmp:
         os.chdir(ROOT)
         setup(

@@ -13,7 +13,7 @@ import pytest
 
 import pgwarden
 from pgwarden import _native
-from pgwarden._native import _SUFFIX, GROUP, MANIFEST, manifest_for, state
+from pgwarden._native import _SUFFIX, GROUP_LIBRARY, MANIFEST, manifest_for, module_file, state
 
 PACKAGE = Path(pgwarden.__file__).parent
 ROOT = PACKAGE.parent
@@ -31,7 +31,7 @@ def _package(tmp_path: Path) -> Path:
 def _compile(pkg: Path) -> None:
     for rel in ("a", "sub/b"):
         (pkg / rel).with_suffix(_SUFFIX).write_bytes(b"\x7fELF")
-    (pkg.parent / f"{GROUP}__mypyc{_SUFFIX}").write_bytes(b"\x7fELF")
+    (pkg.parent / GROUP_LIBRARY).write_bytes(b"\x7fELF")
     (pkg / MANIFEST).write_text(json.dumps(manifest_for(pkg, MODULES)))
 
 
@@ -61,7 +61,7 @@ def test_a_partial_build_or_a_missing_manifest_is_stale(tmp_path: Path) -> None:
     (pkg / "a").with_suffix(_SUFFIX).unlink()
     assert state(pkg, MODULES) == "stale"
     _compile(pkg)
-    (pkg.parent / f"{GROUP}__mypyc{_SUFFIX}").unlink()  # their shared code
+    (pkg.parent / GROUP_LIBRARY).unlink()  # their shared code
     assert state(pkg, MODULES) == "stale"
 
 
@@ -119,8 +119,7 @@ def test_pgwarden_pure_runs_the_sources() -> None:
 @built
 def test_an_edited_source_runs_as_edited_not_as_the_old_build(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE, tmp_path / "pgwarden", ignore=shutil.ignore_patterns("__pycache__"))
-    for lib in ROOT.glob(f"*__mypyc*{_SUFFIX}"):
-        shutil.copy2(lib, tmp_path / lib.name)
+    shutil.copy2(ROOT / GROUP_LIBRARY, tmp_path / GROUP_LIBRARY)
     relay = tmp_path / "pgwarden" / "proxy" / "relay.py"
     relay.write_text(relay.read_text() + "\nEDITED = True\n")
     loaded = _loaded(tmp_path, {"PGWARDEN_PURE": ""})
@@ -135,4 +134,4 @@ def test_an_edited_source_runs_as_edited_not_as_the_old_build(tmp_path: Path) ->
 
 def test_the_listed_modules_exist() -> None:
     for module in _native.MODULES:
-        assert (ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), module
+        assert module_file(PACKAGE, module).is_file(), module
