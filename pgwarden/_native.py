@@ -12,11 +12,13 @@ still run the old code). It says so quietly (``describe``: in the gateway's star
 and in ``make bench``), not as a warning on every command's stderr: the sources behave the
 same, only slower. Profilers that read Python frames (py-spy) need ``PGWARDEN_PURE=1``.
 
-Left as plain Python: modules whose dataclasses declare ``ClassVar`` defaults (mypyc 1.x makes
-them fields: ``protocol.messages``, ``recording.events``), ``sql.model`` (copies through slot
-descriptors, which compiled classes do not have), and ``protocol.reader``: its per-message loop
-over a ``bytearray`` runs slower compiled (boxed integers, generic slicing; a 1M-row COPY
-through the gateway took ~15 % longer).
+Left as plain Python: ``sql.model`` (copies through slot descriptors, which compiled classes
+do not have), ``proxy.hooks`` (explicit ``__slots__``), and ``protocol.reader``: its
+per-message loop over a ``bytearray`` runs slower compiled (boxed integers, generic slicing; a
+1M-row COPY through the gateway took ~15 % longer). mypyc 1.x turns a dataclass ``ClassVar``
+with a default into a field, so the compiled message and event classes give their constant
+``code`` and ``type`` as properties. A Python class cannot subclass a compiled one (its first
+instance raises TypeError): subclasses live in their base's module (tests/unit/test_native.py).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ MODULES: tuple[str, ...] = (
     "pgwarden.guard.recorder",
     "pgwarden.recording.canonical",
     "pgwarden.recording.writer",
+    "pgwarden.recording.events",
+    "pgwarden.protocol.messages",
     "pgwarden.sql.classifier",
     "pgwarden.masking.detectors",
     "pgwarden.masking.engine",

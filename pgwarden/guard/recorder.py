@@ -32,6 +32,7 @@ from pgwarden.protocol.messages import (
     EmptyQueryResponse,
     ErrorResponse,
     Message,
+    MessageRun,
     NoData,
     NoticeResponse,
     ParameterDescription,
@@ -41,7 +42,7 @@ from pgwarden.protocol.messages import (
     RowDescription,
     datarow_values,
 )
-from pgwarden.proxy.hooks import EndSession, MessageRun, SessionInfo
+from pgwarden.proxy.hooks import EndSession, SessionInfo
 from pgwarden.recording import (
     ApprovalEvent,
     Column,

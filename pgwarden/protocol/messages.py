@@ -13,7 +13,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from pgwarden.protocol.errors import ProtocolError, Side
 
@@ -147,7 +146,10 @@ class Message:
     """Any protocol message. ``raw`` is authoritative for forwarding."""
 
     raw: bytes = field(repr=False)
-    code: ClassVar[bytes] = b""
+
+    @property
+    def code(self) -> bytes:
+        return b""
 
     @property
     def body(self) -> bytes:
@@ -238,7 +240,10 @@ def decode_startup(raw: bytes, encoding: str = "utf-8") -> Message:
 
 @dataclass(frozen=True, slots=True)
 class Query(Message):
-    code: ClassVar[bytes] = b"Q"
+    @property
+    def code(self) -> bytes:
+        return b"Q"
+
     sql: str = ""
 
     @classmethod
@@ -248,7 +253,10 @@ class Query(Message):
 
 @dataclass(frozen=True, slots=True)
 class Parse(Message):
-    code: ClassVar[bytes] = b"P"
+    @property
+    def code(self) -> bytes:
+        return b"P"
+
     name: str = ""
     sql: str = ""
     param_types: tuple[int, ...] = ()
@@ -264,7 +272,10 @@ class Parse(Message):
 
 @dataclass(frozen=True, slots=True)
 class Bind(Message):
-    code: ClassVar[bytes] = b"B"
+    @property
+    def code(self) -> bytes:
+        return b"B"
+
     portal: str = ""
     statement: str = ""
     param_formats: tuple[int, ...] = ()
@@ -305,7 +316,10 @@ class Bind(Message):
 
 @dataclass(frozen=True, slots=True)
 class Execute(Message):
-    code: ClassVar[bytes] = b"E"
+    @property
+    def code(self) -> bytes:
+        return b"E"
+
     portal: str = ""
     max_rows: int = 0
 
@@ -316,7 +330,10 @@ class Execute(Message):
 
 @dataclass(frozen=True, slots=True)
 class Describe(Message):
-    code: ClassVar[bytes] = b"D"
+    @property
+    def code(self) -> bytes:
+        return b"D"
+
     kind: bytes = b"S"  # b"S" statement, b"P" portal
     name: str = ""
 
@@ -327,7 +344,10 @@ class Describe(Message):
 
 @dataclass(frozen=True, slots=True)
 class Close(Message):
-    code: ClassVar[bytes] = b"C"
+    @property
+    def code(self) -> bytes:
+        return b"C"
+
     kind: bytes = b"S"
     name: str = ""
 
@@ -338,7 +358,9 @@ class Close(Message):
 
 @dataclass(frozen=True, slots=True)
 class Sync(Message):
-    code: ClassVar[bytes] = b"S"
+    @property
+    def code(self) -> bytes:
+        return b"S"
 
     @classmethod
     def build(cls) -> Sync:
@@ -347,7 +369,9 @@ class Sync(Message):
 
 @dataclass(frozen=True, slots=True)
 class Flush(Message):
-    code: ClassVar[bytes] = b"H"
+    @property
+    def code(self) -> bytes:
+        return b"H"
 
     @classmethod
     def build(cls) -> Flush:
@@ -356,7 +380,9 @@ class Flush(Message):
 
 @dataclass(frozen=True, slots=True)
 class Terminate(Message):
-    code: ClassVar[bytes] = b"X"
+    @property
+    def code(self) -> bytes:
+        return b"X"
 
     @classmethod
     def build(cls) -> Terminate:
@@ -367,7 +393,9 @@ class Terminate(Message):
 class CopyData(Message):
     """Sent by both sides; ``data`` is the payload."""
 
-    code: ClassVar[bytes] = b"d"
+    @property
+    def code(self) -> bytes:
+        return b"d"
 
     @property
     def data(self) -> bytes:
@@ -380,7 +408,9 @@ class CopyData(Message):
 
 @dataclass(frozen=True, slots=True)
 class CopyDone(Message):
-    code: ClassVar[bytes] = b"c"
+    @property
+    def code(self) -> bytes:
+        return b"c"
 
     @classmethod
     def build(cls) -> CopyDone:
@@ -389,7 +419,10 @@ class CopyDone(Message):
 
 @dataclass(frozen=True, slots=True)
 class CopyFail(Message):
-    code: ClassVar[bytes] = b"f"
+    @property
+    def code(self) -> bytes:
+        return b"f"
+
     reason: str = ""
 
     @classmethod
@@ -399,7 +432,10 @@ class CopyFail(Message):
 
 @dataclass(frozen=True, slots=True)
 class FunctionCall(Message):
-    code: ClassVar[bytes] = b"F"
+    @property
+    def code(self) -> bytes:
+        return b"F"
+
     function_oid: int = 0
 
 
@@ -408,7 +444,9 @@ class AuthResponse(Message):
     """'p': PasswordMessage, SASLInitialResponse, SASLResponse or GSSResponse; which one
     depends on the authentication exchange, so the body stays opaque here."""
 
-    code: ClassVar[bytes] = b"p"
+    @property
+    def code(self) -> bytes:
+        return b"p"
 
     @property
     def data(self) -> bytes:
@@ -447,7 +485,10 @@ AUTH_SASL_FINAL = 12
 
 @dataclass(frozen=True, slots=True)
 class Authentication(Message):
-    code: ClassVar[bytes] = b"R"
+    @property
+    def code(self) -> bytes:
+        return b"R"
+
     kind: int = AUTH_OK
     data: bytes = b""  # md5 salt, SASL data, GSS data
 
@@ -464,7 +505,10 @@ class Authentication(Message):
 
 @dataclass(frozen=True, slots=True)
 class BackendKeyData(Message):
-    code: ClassVar[bytes] = b"K"
+    @property
+    def code(self) -> bytes:
+        return b"K"
+
     pid: int = 0
     secret: bytes = b""
 
@@ -475,7 +519,9 @@ class BackendKeyData(Message):
 
 @dataclass(frozen=True, slots=True)
 class ParseComplete(Message):
-    code: ClassVar[bytes] = b"1"
+    @property
+    def code(self) -> bytes:
+        return b"1"
 
     @classmethod
     def build(cls) -> ParseComplete:
@@ -484,7 +530,9 @@ class ParseComplete(Message):
 
 @dataclass(frozen=True, slots=True)
 class BindComplete(Message):
-    code: ClassVar[bytes] = b"2"
+    @property
+    def code(self) -> bytes:
+        return b"2"
 
     @classmethod
     def build(cls) -> BindComplete:
@@ -493,7 +541,9 @@ class BindComplete(Message):
 
 @dataclass(frozen=True, slots=True)
 class CloseComplete(Message):
-    code: ClassVar[bytes] = b"3"
+    @property
+    def code(self) -> bytes:
+        return b"3"
 
     @classmethod
     def build(cls) -> CloseComplete:
@@ -502,7 +552,10 @@ class CloseComplete(Message):
 
 @dataclass(frozen=True, slots=True)
 class CommandComplete(Message):
-    code: ClassVar[bytes] = b"C"
+    @property
+    def code(self) -> bytes:
+        return b"C"
+
     tag: str = ""
 
     @classmethod
@@ -559,7 +612,9 @@ def datarow_values(raw: bytes) -> tuple[bytes | None, ...]:
 
 @dataclass(frozen=True, slots=True)
 class DataRow(Message):
-    code: ClassVar[bytes] = b"D"
+    @property
+    def code(self) -> bytes:
+        return b"D"
 
     def values(self) -> tuple[bytes | None, ...]:
         return datarow_values(self.raw)
@@ -570,8 +625,19 @@ class DataRow(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRun(Message):
+    """Several whole server messages of one kind forwarded as they are (``raw`` is all of
+    them); ``parts`` are the messages one by one, for the recording."""
+
+    parts: tuple[bytes, ...] = ()
+    kind: bytes = b""  # the messages' type byte: b"D" (rows of a result) or b"d" (COPY data)
+
+
+@dataclass(frozen=True, slots=True)
 class EmptyQueryResponse(Message):
-    code: ClassVar[bytes] = b"I"
+    @property
+    def code(self) -> bytes:
+        return b"I"
 
     @classmethod
     def build(cls) -> EmptyQueryResponse:
@@ -603,7 +669,9 @@ class _FieldsMessage(Message):
 
 @dataclass(frozen=True, slots=True)
 class ErrorResponse(_FieldsMessage):
-    code: ClassVar[bytes] = b"E"
+    @property
+    def code(self) -> bytes:
+        return b"E"
 
     @classmethod
     def build(
@@ -621,7 +689,9 @@ class ErrorResponse(_FieldsMessage):
 
 @dataclass(frozen=True, slots=True)
 class NoticeResponse(_FieldsMessage):
-    code: ClassVar[bytes] = b"N"
+    @property
+    def code(self) -> bytes:
+        return b"N"
 
     @classmethod
     def build(
@@ -642,12 +712,17 @@ _FIELD_NAMES = {"detail": "D", "hint": "H", "position": "P", "where": "W", "rout
 
 @dataclass(frozen=True, slots=True)
 class FunctionCallResponse(Message):
-    code: ClassVar[bytes] = b"V"
+    @property
+    def code(self) -> bytes:
+        return b"V"
 
 
 @dataclass(frozen=True, slots=True)
 class NegotiateProtocolVersion(Message):
-    code: ClassVar[bytes] = b"v"
+    @property
+    def code(self) -> bytes:
+        return b"v"
+
     newest_minor: int = 0
     unrecognized: tuple[str, ...] = ()
 
@@ -663,7 +738,9 @@ class NegotiateProtocolVersion(Message):
 
 @dataclass(frozen=True, slots=True)
 class NoData(Message):
-    code: ClassVar[bytes] = b"n"
+    @property
+    def code(self) -> bytes:
+        return b"n"
 
     @classmethod
     def build(cls) -> NoData:
@@ -672,7 +749,10 @@ class NoData(Message):
 
 @dataclass(frozen=True, slots=True)
 class NotificationResponse(Message):
-    code: ClassVar[bytes] = b"A"
+    @property
+    def code(self) -> bytes:
+        return b"A"
+
     pid: int = 0
     channel: str = ""
     payload: str = ""
@@ -686,13 +766,19 @@ class NotificationResponse(Message):
 
 @dataclass(frozen=True, slots=True)
 class ParameterDescription(Message):
-    code: ClassVar[bytes] = b"t"
+    @property
+    def code(self) -> bytes:
+        return b"t"
+
     type_oids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ParameterStatus(Message):
-    code: ClassVar[bytes] = b"S"
+    @property
+    def code(self) -> bytes:
+        return b"S"
+
     name: str = ""
     value: str = ""
 
@@ -703,7 +789,9 @@ class ParameterStatus(Message):
 
 @dataclass(frozen=True, slots=True)
 class PortalSuspended(Message):
-    code: ClassVar[bytes] = b"s"
+    @property
+    def code(self) -> bytes:
+        return b"s"
 
     @classmethod
     def build(cls) -> PortalSuspended:
@@ -712,7 +800,10 @@ class PortalSuspended(Message):
 
 @dataclass(frozen=True, slots=True)
 class ReadyForQuery(Message):
-    code: ClassVar[bytes] = b"Z"
+    @property
+    def code(self) -> bytes:
+        return b"Z"
+
     status: bytes = b"I"  # I idle, T in transaction, E failed transaction
 
     @classmethod
@@ -736,7 +827,10 @@ _COLUMN = struct.Struct("!IhIhih")  # table OID, attnum, type OID, size, typmod,
 
 @dataclass(frozen=True, slots=True)
 class RowDescription(Message):
-    code: ClassVar[bytes] = b"T"
+    @property
+    def code(self) -> bytes:
+        return b"T"
+
     columns: tuple[Column, ...] = ()
 
     @classmethod

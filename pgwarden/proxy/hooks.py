@@ -72,15 +72,6 @@ class Verdict:
 ALLOW = Verdict("allow")
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRun(Message):
-    """Several whole server messages of one kind forwarded as they are (``raw`` is all of
-    them); ``parts`` are the messages one by one, for the recording."""
-
-    parts: tuple[bytes, ...] = ()
-    kind: bytes = b""  # the messages' type byte: b"D" (rows of a result) or b"d" (COPY data)
-
-
 class EndSession(Exception):
     """Raised by a hook when the session must end (for example, it can no longer be
     recorded). The relay tells the client with a FATAL error and closes both sides."""

@@ -47,6 +47,7 @@ from pgwarden.protocol.messages import (
     FunctionCall,
     Message,
     MessagePart,
+    MessageRun,
     NoData,
     NoticeResponse,
     ParameterStatus,
@@ -63,7 +64,6 @@ from pgwarden.protocol.reader import MessageReader
 from pgwarden.proxy.hooks import (
     EndSession,
     Hold,
-    MessageRun,
     SessionHooks,
     SessionInfo,
     Statement,

@@ -58,7 +58,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pgwarden.recording.canonical import canonical_json
 
@@ -283,7 +283,8 @@ def claims_used(claims: Mapping[str, Any], keys: Sequence[str] = CLAIMS_USED) ->
 class EventPayload(Protocol):
     """What ``RecordingWriter.write`` accepts: an event type and its payload fields."""
 
-    type: ClassVar[str]
+    @property
+    def type(self) -> str: ...
 
     def to_payload(self) -> dict[str, Any]: ...
 
@@ -298,7 +299,9 @@ def _json_mapping(value: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SessionStart:
-    type: ClassVar[str] = "session_start"
+    @property
+    def type(self) -> str:
+        return "session_start"
 
     subject: str
     issuer: str
@@ -332,7 +335,9 @@ class SessionStart:
 
 @dataclass(frozen=True, slots=True)
 class ContextEvent:
-    type: ClassVar[str] = "context"
+    @property
+    def type(self) -> str:
+        return "context"
 
     source: str  # api | set | set_local | reset | application_name | rollback | ...
     changes: Mapping[str, Any]  # key -> new value (None: removed)
@@ -408,7 +413,9 @@ _PROTOCOLS = {"simple": b'"simple"', "extended": b'"extended"'}
 # key order, without the payload dict (the property tests hold it to ``encode_event``).
 @dataclass(slots=True)
 class StatementEvent:
-    type: ClassVar[str] = "statement"
+    @property
+    def type(self) -> str:
+        return "statement"
 
     sql: str
     protocol: Literal["simple", "extended"]
@@ -490,7 +497,9 @@ class StatementEvent:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalEvent:
-    type: ClassVar[str] = "approval"
+    @property
+    def type(self) -> str:
+        return "approval"
 
     approval_id: str
     state: ApprovalState
@@ -526,7 +535,9 @@ class Column:
 
 @dataclass(slots=True)
 class ResultEvent:
-    type: ClassVar[str] = "result"
+    @property
+    def type(self) -> str:
+        return "result"
 
     columns: Sequence[Column]
     rows: Sequence[Sequence[Any]]  # recorded values (see encode_value), masked
@@ -598,7 +609,9 @@ class ResultEvent:
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    type: ClassVar[str] = "error"
+    @property
+    def type(self) -> str:
+        return "error"
 
     sqlstate: str
     message: str
@@ -620,7 +633,9 @@ class ErrorEvent:
 
 @dataclass(frozen=True, slots=True)
 class NoticeEvent:
-    type: ClassVar[str] = "notice"
+    @property
+    def type(self) -> str:
+        return "notice"
 
     message: str
     severity: str = "NOTICE"
@@ -640,7 +655,9 @@ class NoticeEvent:
 
 @dataclass(frozen=True, slots=True)
 class SessionEnd:
-    type: ClassVar[str] = "session_end"
+    @property
+    def type(self) -> str:
+        return "session_end"
 
     reason: str
 

@@ -37,7 +37,6 @@ from pgwarden.protocol.messages import (
     Describe,
     Execute,
     Flush,
-    FunctionCall,
     Message,
     Parse,
     Query,
@@ -317,7 +316,7 @@ async def _raw_session(relay: Relay, int4abs_oid: int) -> None:
     await ready()
     # the legacy fast-path function call: abs(-7) with a text argument and a text result
     body = struct.pack("!IhhhI", int4abs_oid, 1, 0, 1, 2) + b"-7" + struct.pack("!h", 0)
-    await send(frame(FunctionCall.code, body))
+    await send(frame(b"F", body))
     await ready()
     await send(Query.build("LISTEN raw_chan; NOTIFY raw_chan, 'hi'"))
     await ready()
