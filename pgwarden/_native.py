@@ -55,6 +55,7 @@ MODULES: tuple[str, ...] = (
     "pgwarden.recording.writer",
     "pgwarden.recording.events",
     "pgwarden.protocol.messages",
+    "pgwarden.proxy.hooks",
     "pgwarden.sql.classifier",
     "pgwarden.masking.detectors",
     "pgwarden.masking.engine",

@@ -43,7 +43,7 @@ from pgwarden.metrics import Metrics
 from pgwarden.policy import Decision, Policy, PolicyIdentity, RowEstimate, evaluate, needs_estimate
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.messages import Bind, Message, RowDescription
-from pgwarden.proxy.hooks import Hold, SessionHooks, SessionInfo, Statement, Verdict
+from pgwarden.proxy.hooks import SessionHooks, SessionInfo, Statement, Verdict
 from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 from pgwarden.sql.functions import may_be_users
@@ -158,7 +158,7 @@ def _temp_tables(c: Classification) -> set[str]:
     return out
 
 
-class _HeldStatement(Hold):
+class _HeldStatement:
     def __init__(
         self,
         guard: GuardHooks,

@@ -11,29 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-from pgwarden.protocol.messages import Message
-
-if TYPE_CHECKING:
-    from pgwarden.auth.identity import Identity
-    from pgwarden.protocol.messages import Bind, RowDescription
+# At run time too: the compiled dataclasses resolve their fields' types when created.
+from pgwarden.auth.identity import Identity
+from pgwarden.protocol.messages import Bind, Message, RowDescription
 
 Action = Literal["allow", "deny", "hold"]
 
 
-class Hold:
+class Hold(Protocol):
     """A statement held until a human decides (``Verdict.hold``). The relay tells the client
     ``notice`` at once, keeps the connection open, and forwards or refuses the statement by
-    the verdict ``wait()`` returns; if the client goes away first it calls ``withdraw``."""
+    the verdict ``wait()`` returns; if the client goes away first it calls ``withdraw``.
+    A protocol, not a base class: this module is compiled, and a Python class cannot
+    subclass a compiled one."""
 
-    notice: str = ""
+    notice: str
 
-    async def wait(self) -> Verdict:
-        raise NotImplementedError
+    async def wait(self) -> Verdict: ...
 
-    async def withdraw(self, reason: str) -> None:
-        raise NotImplementedError
+    async def withdraw(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from pgwarden.guard.hooks import GuardHooks
+from pgwarden.guard.masking import SessionMasking
 from tests.support import wire
 from tests.support.databases import TargetDb, wait_for_active
 from tests.support.gateway import RunningGateway
@@ -500,21 +500,23 @@ def test_rows_of_an_extended_execute_are_checked_as_a_run(
     # libpq's extended protocol (Parse, Bind, Describe portal, Execute, Sync): the columns
     # come from the Describe, so the rows are pre-checked as one run, as in a simple query,
     # rather than decoded and masked one message at a time.
+    # Counted where the guard hands the rows to the masking (SessionMasking, plain Python):
+    # the guard's own methods are compiled, and the compiled relay calls them directly.
     one_by_one: list[str] = []
     runs: list[bytes] = []
-    filter_message = GuardHooks.filter_server_message
-    run_untouched = GuardHooks.run_untouched
+    filter_message = SessionMasking.filter
+    run_untouched = SessionMasking.run_untouched
 
-    def counting_filter(self: GuardHooks, info: object, msg: object, *a: object) -> object:
+    def counting_filter(self: SessionMasking, msg: object, *a: object) -> object:
         one_by_one.append(type(msg).__name__)
-        return filter_message(self, info, msg, *a)  # type: ignore[arg-type]
+        return filter_message(self, msg, *a)  # type: ignore[arg-type]
 
-    def counting_run(self: GuardHooks, info: object, kind: bytes, *a: object) -> bool:
+    def counting_run(self: SessionMasking, kind: bytes, *a: object) -> bool:
         runs.append(kind)
-        return run_untouched(self, info, kind, *a)  # type: ignore[arg-type]
+        return run_untouched(self, kind, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(GuardHooks, "filter_server_message", counting_filter)
-    monkeypatch.setattr(GuardHooks, "run_untouched", counting_run)
+    monkeypatch.setattr(SessionMasking, "filter", counting_filter)
+    monkeypatch.setattr(SessionMasking, "run_untouched", counting_run)
     with psycopg.connect(gateway.dsn("alice"), autocommit=True) as c:
         rows = c.execute(
             "select g, 'note ' || g from generate_series(1, %s) g", (3,), prepare=False

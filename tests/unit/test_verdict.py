@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from pgwarden.proxy.hooks import Hold, Verdict
+from pgwarden.proxy.hooks import Verdict
 
 
-class _Hold(Hold):
+class _Hold:
     notice = "held"
 
     async def wait(self) -> Verdict:
