@@ -1382,10 +1382,10 @@ def _classify_shaped(sql: str) -> Classification:
     except Exception:
         return classify(sql)  # the error as the full path words it
     shape = shape_of(tree_json)
-    known: Classification | None = _SHAPES.get(shape, _UNSEEN)
-    if known is None:
+    fresh = shape not in _SHAPES
+    known: Classification | None = None if fresh else _SHAPES[shape]
+    if known is None and not fresh:
         return classify(sql, tree_json)
-    fresh = known is _UNSEEN
     if fresh:
         known = classify(sql, tree_json)
         if len(_SHAPES) >= _SHAPES_KEPT:
@@ -1407,9 +1407,6 @@ def _classify_shaped(sql: str) -> Classification:
     if fresh:
         return known
     return known.retexted(sql, _statement_text(data, loc, length))
-
-
-_UNSEEN: Any = object()
 
 
 @functools.lru_cache(maxsize=CACHE_MAX_ENTRIES)
