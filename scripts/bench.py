@@ -198,6 +198,8 @@ def start_gateway(
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", gw_port)) == 0:
                 break
+        if server.poll() is not None:  # e.g. no .venv here: do not wait out start_timeout
+            raise SystemExit(f"the gateway exited with status {server.returncode} at start")
         time.sleep(0.1)
     return server, gw_port
 
