@@ -1382,8 +1382,13 @@ def _classify_shaped(sql: str) -> Classification:
     except Exception:
         return classify(sql)  # the error as the full path words it
     shape = shape_of(tree_json)
-    fresh = shape not in _SHAPES
-    known: Classification | None = None if fresh else _SHAPES[shape]
+    # One look-up (another thread may clear the cache between two); no sentinel default,
+    # since compiled code checks that ``known`` is a Classification or None.
+    known: Classification | None
+    try:
+        known, fresh = _SHAPES[shape], False
+    except KeyError:
+        known, fresh = None, True
     if known is None and not fresh:
         return classify(sql, tree_json)
     if fresh:
