@@ -22,8 +22,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pgwarden.approvals import ApprovalService, PendingApproval
 from pgwarden.guard import catalog as catalog_mod
@@ -54,12 +53,14 @@ _MODIFYING = frozenset({"update", "delete", "merge"})
 _DECISIONS_KEPT = 1024
 
 
-@dataclass(frozen=True, slots=True)
 class Judgement:
-    """A decision with the classification it was made on (what the recording will hold)."""
+    """A decision with the classification it was made on (what the recording will hold).
+    Immutable (``Final``): a plain class, since compiled it is built ~20x faster than a
+    frozen dataclass, once per statement (see proxy.hooks.Verdict)."""
 
-    classification: Classification
-    decision: Decision
+    def __init__(self, classification: Classification, decision: Decision) -> None:
+        self.classification: Final = classification
+        self.decision: Final = decision
 
 
 # Settings that change how the server reads SQL text or compares values: with them the

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from pgwarden.guard.masking import MaskingScope
 from pgwarden.masking import NO_COUNTS, Masker
@@ -93,13 +93,15 @@ class StatementRef:
     results: int = 0
 
 
-@dataclass(frozen=True, slots=True)
 class StatementScope:
     """The relay's handle on a statement (``Verdict.ref``), carried to its server messages:
-    what the recording holds of it and how its results are masked."""
+    what the recording holds of it and how its results are masked. Immutable (``Final``): a
+    plain class, since compiled it is built ~20x faster than a frozen dataclass, once per
+    statement (see proxy.hooks.Verdict)."""
 
-    recorded: StatementRef | None
-    masking: MaskingScope | None
+    def __init__(self, recorded: StatementRef | None, masking: MaskingScope | None) -> None:
+        self.recorded: Final = recorded
+        self.masking: Final = masking
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 # At run time too: the compiled dataclasses resolve their fields' types when created.
 from pgwarden.auth.identity import Identity
@@ -34,17 +34,49 @@ class Hold(Protocol):
     async def withdraw(self, reason: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of checking one statement before it is forwarded."""
+VERDICT_FIELDS = ("action", "message", "sqlstate", "rule", "rewrite", "ref", "hold")
 
-    action: Action
-    message: str = ""  # for deny: shown to the client after "pgwarden: "
-    sqlstate: str = "42501"
-    rule: str | None = None
-    rewrite: str | None = None  # for allow: SQL to forward instead (e.g. answered by the gateway)
-    ref: object | None = None  # carried by the relay to this statement's server messages
-    hold: Hold | None = None  # for hold: how to wait for the decision
+
+class Verdict:
+    """The outcome of checking one statement before it is forwarded. Immutable: ``ALLOW`` and
+    cached verdicts are shared by every session. A plain class with ``Final`` attributes, not
+    a frozen dataclass: compiled (pgwarden._native) it is built ~20x faster, two per
+    statement, and its attributes refuse assignment at run time (mypy refuses it everywhere)."""
+
+    def __init__(
+        self,
+        action: Action,
+        message: str = "",  # for deny: shown to the client after "pgwarden: "
+        sqlstate: str = "42501",
+        rule: str | None = None,
+        rewrite: str | None = None,  # for allow: SQL to forward instead (e.g. answered here)
+        ref: object | None = None,  # carried by the relay to this statement's server messages
+        hold: Hold | None = None,  # for hold: how to wait for the decision
+    ) -> None:
+        self.action: Final = action
+        self.message: Final = message
+        self.sqlstate: Final = sqlstate
+        self.rule: Final = rule
+        self.rewrite: Final = rewrite
+        self.ref: Final = ref
+        self.hold: Final = hold
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.action, self.message, self.sqlstate, self.rule, self.rewrite, self.ref, self.hold
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={v!r}" for n, v in zip(VERDICT_FIELDS, self._values(), strict=True))
+        return f"Verdict({args})"
 
     @staticmethod
     def allow(
@@ -61,7 +93,7 @@ class Verdict:
         return Verdict("hold", rule=rule, hold=hold)
 
     def with_ref(self, ref: object | None) -> Verdict:
-        """This verdict carrying ``ref`` (cheaper than ``dataclasses.replace``)."""
+        """This verdict carrying ``ref``."""
         return Verdict(
             self.action, self.message, self.sqlstate, self.rule, self.rewrite, ref, self.hold
         )

@@ -1,10 +1,13 @@
-"""Verdict.with_ref: the hot path's replacement for dataclasses.replace keeps every field."""
+"""Verdict: with_ref (the hot path's copy) keeps every field; compiled, a verdict is immutable."""
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 
-from pgwarden.proxy.hooks import Verdict
+import pytest
+
+from pgwarden import _native
+from pgwarden.proxy.hooks import ALLOW, VERDICT_FIELDS, Verdict
 
 
 class _Hold:
@@ -24,16 +27,26 @@ def test_with_ref_equals_replace_for_every_field() -> None:
         Verdict.deny("no", rule="deny-rule", sqlstate="42601"),
         Verdict.held(_Hold(), rule="review"),
     ]
-    assert {f.name for f in dataclasses.fields(Verdict)} == {
-        "action",
-        "message",
-        "sqlstate",
-        "rule",
-        "rewrite",
-        "ref",
-        "hold",
-    }  # a new field must be carried by with_ref too
+    assert set(VERDICT_FIELDS) == set(inspect.signature(Verdict).parameters)
+    # a new field must be carried by with_ref, compared and shown too
     for v in verdicts:
         ref = object()
-        assert v.with_ref(ref) == dataclasses.replace(v, ref=ref)
-        assert v.with_ref(ref).ref is ref
+        moved = v.with_ref(ref)
+        assert moved.ref is ref
+        for name in VERDICT_FIELDS:
+            if name != "ref":
+                assert getattr(moved, name) == getattr(v, name), name
+        assert moved == Verdict(**{n: getattr(moved, n) for n in VERDICT_FIELDS})
+        assert moved != v
+        assert hash(moved) == hash(Verdict(**{n: getattr(moved, n) for n in VERDICT_FIELDS}))
+        assert all(f"{n}=" in repr(moved) for n in VERDICT_FIELDS)
+
+
+def test_a_verdict_is_immutable_when_compiled() -> None:
+    # Shared by every session (ALLOW, cached verdicts). mypy refuses the assignment anywhere;
+    # compiled, the attribute refuses it at run time too.
+    if not _native.active():
+        pytest.skip("plain Python: immutability is mypy's (Final), not enforced at run time")
+    with pytest.raises(AttributeError):
+        ALLOW.action = "deny"  # type: ignore[misc]
+    assert ALLOW.action == "allow"
