@@ -50,3 +50,23 @@ def test_a_verdict_is_immutable_when_compiled() -> None:
     with pytest.raises(AttributeError):
         ALLOW.action = "deny"  # type: ignore[misc]
     assert ALLOW.action == "allow"
+
+
+def test_every_field_takes_part_in_equality_and_hash() -> None:
+    # Verdict's equality, hash and repr read its fields from one tuple (_values): a field
+    # missing there would make two different verdicts compare equal.
+    base = Verdict("allow")
+    others: dict[str, object] = {
+        "action": "deny",
+        "message": "m",
+        "sqlstate": "42601",
+        "rule": "r",
+        "rewrite": "SELECT 1",
+        "ref": object(),
+        "hold": _Hold(),
+    }
+    assert set(others) == set(VERDICT_FIELDS)
+    for name, value in others.items():
+        changed = Verdict(**{"action": "allow", name: value})  # type: ignore[arg-type]
+        assert changed != base, name
+        assert hash(changed) != hash(base), name
