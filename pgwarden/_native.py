@@ -19,7 +19,7 @@ with a default into a field, so the compiled message and event classes give thei
 ``code`` and ``type`` as properties. A Python class cannot subclass a compiled one (its first
 instance raises TypeError): subclasses live in their base's module, and ``Hold`` is a protocol
 (tests/unit/test_native.py checks the rule). Compiled code also checks declared types at run
-time, so a sentinel must have the declared type (``classify``'s shape cache tests membership).
+time, so a sentinel must have the declared type (``classify``'s shape cache catches KeyError).
 """
 
 from __future__ import annotations

@@ -276,11 +276,12 @@ class RecordingWriter:
         if self.ended:
             raise RecordingError(f"session {self.session_id} already ended")
         now = self.clock()
+        type_ = event.type  # a property since events are compiled: read once
         if self.cipher is None and type(event) in _PLAIN:
-            written = self._append_raw(event.type, None, now, event)  # type: ignore[arg-type]
+            written = self._append_raw(type_, None, now, event)  # type: ignore[arg-type]
         else:
-            written = self._append_raw(event.type, event.to_payload(), now)
-        if event.type == "session_end":
+            written = self._append_raw(type_, event.to_payload(), now)
+        if type_ == "session_end":
             self.ended = True
             self.checkpoint_now()
             return written
