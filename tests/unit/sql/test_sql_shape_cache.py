@@ -229,3 +229,60 @@ def test_a_text_that_does_not_normalize_is_classified_in_full() -> None:
     bad = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 'a' 'b'")
     assert bad == classify("SELECT abalance FROM pgbench_accounts WHERE aid = 'a' 'b'")
     assert bad.error is not None
+
+
+def test_retexted_carries_every_field_but_the_texts() -> None:
+    """Compiled, ``retexted`` lists the fields it copies by hand: a field added to the model
+    and not to that list would come out unset, or stale, in every statement of a known shape.
+    Every field is given a value of its own here (init fields by hand, derived ones through
+    ``__post_init__``), so a missed one fails."""
+    from dataclasses import fields
+
+    from pgwarden.sql.model import (
+        Classification,
+        CopyOptions,
+        KeyLookup,
+        Operation,
+        StatementInfo,
+    )
+
+    body = classify("SELECT 1")
+    op = Operation(kind="update", where="present", executes=True)
+    st = StatementInfo(
+        kind="update",
+        text="UPDATE t SET a = 1 WHERE k = 2",
+        operations=(op, Operation(kind="set_role", executes=True)),
+        tables_read=frozenset({"r"}),
+        tables_written=frozenset({"t"}),
+        functions=frozenset({"f"}),
+        dangerous_functions=frozenset({"pg_read_file"}),
+        opaque=True,
+        flags=frozenset({"cascade"}),
+        setting="search_path",
+        setting_value="x",
+        setting_local=True,
+        prepared_name="p",
+        executes_prepared=("q",),
+        body=body,
+        estimate_sql="UPDATE t SET a = 1 WHERE k = 2",
+        copy=CopyOptions(format="csv"),
+        key_lookup=KeyLookup(relation='"t"', columns=(("k", 0),)),
+        sets_search_path=True,
+    )
+    first = Classification(sql=st.text, statements=(st,))
+    out = first.retexted("update t set a = 5 where k = 6;", "update t set a = 5 where k = 6")
+    (new,) = out.statements
+    for f in fields(StatementInfo):
+        expect = "update t set a = 5 where k = 6" if f.name in ("text", "estimate_sql") else None
+        value = getattr(new, f.name)  # unset, this raises AttributeError
+        assert value == (expect or getattr(st, f.name)), f.name
+    for f in fields(Classification):
+        value = getattr(out, f.name)
+        if f.name == "sql":
+            assert value == "update t set a = 5 where k = 6;"
+        elif f.name == "statements":
+            assert value == (new,)
+        elif f.name == "shape":
+            assert value is first
+        else:
+            assert value == getattr(first, f.name), f.name
