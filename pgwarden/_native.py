@@ -50,6 +50,7 @@ __all__ = [
 
 MODULES: tuple[str, ...] = (
     "pgwarden.proxy.relay",
+    "pgwarden.proxy.channel",
     "pgwarden.guard.hooks",
     "pgwarden.guard.recorder",
     "pgwarden.recording.canonical",

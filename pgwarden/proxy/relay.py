@@ -61,6 +61,7 @@ from pgwarden.protocol.messages import (
     Terminate,
 )
 from pgwarden.protocol.reader import MessageReader
+from pgwarden.proxy.channel import Channel
 from pgwarden.proxy.hooks import (
     EndSession,
     Hold,
@@ -143,14 +144,6 @@ def _masking_failed(session: str, what: str, exc: Exception) -> FatalToClient:
     )
 
 
-def _backlogged(writer: asyncio.StreamWriter) -> bool:
-    """Whether drain() has anything to wait for: bytes the socket did not take at once, or a
-    connection going away (drain raises its error). Most writes go out whole, and a drain()
-    coroutine for each of them costs more than this check."""
-    transport = writer.transport
-    return bool(transport.get_write_buffer_size()) or transport.is_closing()
-
-
 class SessionEnded(Exception):
     """Raised inside the relay to end the session with a reason."""
 
@@ -170,18 +163,18 @@ class Relay:
         self,
         info: SessionInfo,
         hooks: SessionHooks,
-        client_reader: asyncio.StreamReader,
-        client_writer: asyncio.StreamWriter,
+        client: Channel,
         client_parser: MessageReader,
         upstream: Upstream,
+        server: Channel,
         metrics: Metrics | None = None,
     ) -> None:
         self.info = info
         self.metrics = metrics
         self._outcome = "allowed"  # of the last verdict (see _verdict)
         self.hooks = hooks
-        self.creader = client_reader
-        self.cwriter = client_writer
+        self.client = client
+        self.server = server
         self.cparser = client_parser
         self.up = upstream
         self.sparser = upstream.parser
@@ -236,18 +229,18 @@ class Relay:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            if not self.up.writer.is_closing():
-                self.up.writer.write(Terminate.build().raw)
-            self.up.writer.close()
+            if not self.server.is_closing():
+                self.server.write(Terminate.build().raw)
+            self.server.close()
         with contextlib.suppress(Exception):
-            self.cwriter.close()
+            self.client.close()
 
     async def _fatal(self, sqlstate: str, message: str, reason: str) -> None:
         """End the session with a FATAL error the client can read."""
         self._ended(reason)
         with contextlib.suppress(Exception):
-            self.cwriter.write(ErrorResponse.build(sqlstate, message, severity="FATAL").raw)
-            await asyncio.wait_for(self.cwriter.drain(), 5)
+            self.client.write(ErrorResponse.build(sqlstate, message, severity="FATAL").raw)
+            await asyncio.wait_for(self.client.drain(), 5)
         raise SessionEnded(reason)
 
     def _enqueue(self, p: Pending) -> None:
@@ -261,12 +254,12 @@ class Relay:
     # client -> server
 
     async def _client_loop(self) -> None:
-        reader = self.creader
+        reader = self.client
         parser = self.cparser
-        writer = self.up.writer
+        writer = self.server
         try:
             while True:
-                data = await reader.read(65536)
+                data = await reader.read()
                 if not data:
                     self._ended("client disconnected")
                     return
@@ -292,7 +285,7 @@ class Relay:
                         return
                 if out:
                     writer.write(b"".join(out))
-                    if _backlogged(writer):
+                    if writer.backlogged():
                         await writer.drain()
         except (ConnectionError, OSError):
             self._ended("client connection lost")
@@ -309,7 +302,7 @@ class Relay:
     async def _token_expired(self, out: list[bytes]) -> None:
         # The statement already sent finishes and its reply reaches the client; then FATAL.
         if out:
-            self.up.writer.write(b"".join(out))
+            self.server.write(b"".join(out))
             out.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained.wait(), 300)
@@ -348,8 +341,8 @@ class Relay:
     async def _hold(self, hold: Hold) -> Verdict:
         """Wait for a human's decision on the statement being checked. The client is told at
         once; nothing is forwarded meanwhile (the server sits idle, the transaction open)."""
-        self.cwriter.write(NoticeResponse.build(hold.notice).raw)
-        await self.cwriter.drain()
+        self.client.write(NoticeResponse.build(hold.notice).raw)
+        await self.client.drain()
         waiter = asyncio.ensure_future(hold.wait())
         gone = asyncio.ensure_future(self._client_gone())
         try:
@@ -377,13 +370,9 @@ class Relay:
 
     async def _client_gone(self) -> None:
         """Return once the client has closed its side (its later messages stay buffered)."""
-        reader = self.creader
+        client = self.client
         while True:
-            if (
-                getattr(reader, "_eof", False)
-                or reader.exception() is not None
-                or self.cwriter.is_closing()
-            ):
+            if client.peer_closed() or client.exception() is not None or client.is_closing():
                 return
             await asyncio.sleep(0.2)
 
@@ -412,9 +401,9 @@ class Relay:
         if (kind, name) not in self.unconfirmed:
             return
         out.append(Flush.build().raw)  # the server holds answers until Flush or Sync
-        self.up.writer.write(b"".join(out))
+        self.server.write(b"".join(out))
         out.clear()
-        await self.up.writer.drain()
+        await self.server.drain()
         while (kind, name) in self.unconfirmed:
             self.confirmed.clear()
             await self.confirmed.wait()
@@ -577,12 +566,12 @@ class Relay:
     # server -> client
 
     async def _server_loop(self) -> None:
-        reader = self.up.reader
+        reader = self.server
         parser = self.sparser
-        writer = self.cwriter
+        writer = self.client
         try:
             while True:
-                data = await reader.read(65536)
+                data = await reader.read()
                 if not data:
                     self._ended("target closed the connection")
                     return
@@ -640,7 +629,7 @@ class Relay:
                         out.append((fwd, ref, self.columns))
                 if out:
                     await self._deliver(out)
-                    if _backlogged(writer):
+                    if writer.backlogged():
                         await writer.drain()
         except (ConnectionError, OSError):
             self._ended("connection lost")
@@ -687,7 +676,7 @@ class Relay:
             await self.hooks.record_server_messages(self.info, out)
         except EndSession as exc:
             await self._fatal("58030", f"pgwarden: {exc}; the session ends", str(exc))
-        self.cwriter.write(b"".join([m.raw for m, _, _ in out]))
+        self.client.write(b"".join([m.raw for m, _, _ in out]))
 
     def _filter(self, msg: Message) -> Message | None:
         try:

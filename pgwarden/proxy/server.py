@@ -45,6 +45,7 @@ from pgwarden.protocol.messages import (
 )
 from pgwarden.protocol.reader import DEFAULT_MAX_MESSAGE, MessageReader
 from pgwarden.proxy import upstream as upstream_mod
+from pgwarden.proxy.channel import Channel
 from pgwarden.proxy.hooks import SessionHooks, SessionInfo
 from pgwarden.proxy.relay import Relay
 from pgwarden.proxy.tls import ensure_self_signed, server_context
@@ -492,11 +493,15 @@ class Gateway:
         self._by_pid.setdefault(session.pid, []).append(session)
         reason = "gateway stopped"
         try:
+            client = await Channel.take(reader, writer)
+            server = await Channel.take(session.upstream.reader, session.upstream.writer)
             relay = Relay(
-                info, session.hooks, reader, writer, parser, session.upstream, self.metrics
+                info, session.hooks, client, parser, session.upstream, server, self.metrics
             )
             session.relay = relay
             reason = await relay.run()
+        except (ConnectionError, OSError):
+            reason = "connection lost"
         finally:
             self.sessions.pop(info.id, None)
             peers = self._by_pid.get(session.pid, [])
