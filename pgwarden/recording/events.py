@@ -138,20 +138,20 @@ _SECOND: list[tuple[int, str]] = [(-1, "")]  # last whole second, formatted
 
 
 def format_ts(t: float) -> str:
-    """``2026-01-02T03:04:05.123456Z`` for a unix time."""
+    """``2026-01-02T03:04:05.123456Z`` for a unix time (after 1970)."""
     # Two per statement: every event within the same second shares its prefix, so only the
-    # microseconds are formatted per event (no datetime object).
-    frac_s, whole_s = math.modf(t)  # rounded as datetime.fromtimestamp rounds
-    whole, frac = int(whole_s), round(frac_s * 1_000_000)
+    # microseconds are formatted per event, by string concatenation (no datetime object, no
+    # format spec: compiled, an f-string's ``:06d`` alone costs ~0.5 µs).
+    whole = math.floor(t)
+    frac = round((t - whole) * 1_000_000)  # exact for t >= 1; rounded as datetime rounds
     if frac >= 1_000_000:
         whole, frac = whole + 1, frac - 1_000_000
-    elif frac < 0:
-        whole, frac = whole - 1, frac + 1_000_000
     cached = _SECOND[0]  # one tuple, read once: safe if another thread replaces it
     if cached[0] != whole:
-        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
         _SECOND[0] = cached
-    return f"{cached[1]}.{frac:06d}Z"
+    digits = str(frac)
+    return cached[1] + "000000"[len(digits) :] + digits + "Z"
 
 
 def parse_ts(ts: str) -> float:
