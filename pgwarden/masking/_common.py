@@ -76,6 +76,11 @@ class ColumnPlan:
 _R = TypeVar("_R")
 
 
+def failure(exc: Exception) -> MaskingFailure:
+    """The MaskingFailure that ``exc``, raised while masking, becomes."""
+    return MaskingFailure(f"masking failed: {type(exc).__name__}: {exc}")
+
+
 def guard(fn: Callable[..., _R], *args: Any) -> _R:
     """Run ``fn``; any failure becomes MaskingFailure (fail closed)."""
     try:
@@ -83,4 +88,4 @@ def guard(fn: Callable[..., _R], *args: Any) -> _R:
     except MaskingFailure:
         raise
     except Exception as exc:
-        raise MaskingFailure(f"masking failed: {type(exc).__name__}: {exc}") from exc
+        raise failure(exc) from exc

@@ -24,6 +24,7 @@ from pgwarden.masking._common import (
     SAME,
     ColumnPlan,
     _Same,
+    failure,
     guard,
     rule_counter_key,
 )
@@ -526,7 +527,13 @@ class Masker:
 
     def mask_bytes(self, buf: bytes, *, escapes: bool = False) -> tuple[bytes, Counter[str]]:
         """Content-mask any text buffer (same-shape replacements); ``buf`` itself if clean."""
-        return guard(self._mask_bytes, buf, escapes)
+        # guard() inlined: it is interpreted, and this runs for every statement's text
+        try:
+            return self._mask_bytes(buf, escapes)
+        except MaskingFailure:
+            raise
+        except Exception as exc:
+            raise failure(exc) from exc
 
     def _mask_bytes(self, buf: bytes, escapes: bool) -> tuple[bytes, Counter[str]]:
         if not self.scanner.active or not self.scanner.may_match(buf):
@@ -625,7 +632,12 @@ class Masker:
 
     def mask_text(self, text: str) -> tuple[str, Counter[str]]:
         """Content-mask a string (as the client would see it); ``text`` itself if clean."""
-        return guard(self._mask_text, text)
+        try:  # guard() inlined, as in mask_bytes
+            return self._mask_text(text)
+        except MaskingFailure:
+            raise
+        except Exception as exc:
+            raise failure(exc) from exc
 
     def _mask_text(self, text: str) -> tuple[str, Counter[str]]:
         buf = text.encode("utf-8", "surrogateescape")

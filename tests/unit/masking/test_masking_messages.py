@@ -130,3 +130,11 @@ def test_mask_message_dispatch() -> None:
 def test_wrong_message_type_fails_closed() -> None:
     with pytest.raises(MaskingFailure):
         masker().mask_fields(DataRow.build([b"x"]))  # type: ignore[type-var]
+
+
+def test_text_that_cannot_be_scanned_fails_closed() -> None:
+    # A lone surrogate cannot be encoded for the scanner: the failure must come out as
+    # MaskingFailure (the relay then withholds the value and ends the session), not as the
+    # encoder's error, which callers would not recognise as a masking failure.
+    with pytest.raises(MaskingFailure, match="UnicodeEncodeError"):
+        masker().mask_text("card \ud800 ada@example.com")
