@@ -15,9 +15,11 @@ import uvloop
 
 from pgwarden.proxy.channel import READ_LIMIT, Channel
 
+Reader = asyncio.StreamReader
+Writer = asyncio.StreamWriter
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
-Scenario = Callable[[asyncio.StreamReader, asyncio.StreamWriter, socket.socket], Awaitable[None]]
+Scenario = Callable[[Reader, Writer, socket.socket], Awaitable[None]]
 
 
 def _run(loop_name: str, scenario: Scenario) -> None:
@@ -68,7 +70,7 @@ def loop_name(request: Any) -> str:
 
 
 def test_what_the_stream_buffered_is_read_first(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         peer.sendall(b"Xhello ")
         assert await r.readexactly(1) == b"X"
         await _until(lambda: len(r._buffer) == 6)  # type: ignore[attr-defined]
@@ -80,7 +82,7 @@ def test_what_the_stream_buffered_is_read_first(loop_name: str) -> None:
 
 
 def test_end_of_file_reads_empty_after_the_last_bytes(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
         peer.sendall(b"last words")
         peer.shutdown(socket.SHUT_WR)
@@ -95,7 +97,7 @@ def test_end_of_file_reads_empty_after_the_last_bytes(loop_name: str) -> None:
 
 
 def test_end_of_file_seen_by_the_stream_before_take_is_kept(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         peer.sendall(b"bye")
         peer.shutdown(socket.SHUT_WR)
         await _until(lambda: bool(r._eof))  # type: ignore[attr-defined]
@@ -108,7 +110,7 @@ def test_end_of_file_seen_by_the_stream_before_take_is_kept(loop_name: str) -> N
 
 
 def test_a_reset_connection_raises_once_its_bytes_are_read(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         peer.close()  # linger 0: an RST, not a FIN
@@ -126,7 +128,7 @@ def test_a_reset_connection_raises_once_its_bytes_are_read(loop_name: str) -> No
 def test_reading_stops_past_the_limit_and_resumes_when_read(loop_name: str) -> None:
     total = 64 * READ_LIMIT  # far more than the kernel's socket buffers hold
 
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
         loop = asyncio.get_running_loop()
         sending = loop.create_task(loop.sock_sendall(peer, b"a" * total))
@@ -144,7 +146,7 @@ def test_reading_stops_past_the_limit_and_resumes_when_read(loop_name: str) -> N
 
 
 def test_drain_waits_for_a_peer_that_does_not_read(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
         chunk = b"b" * (1 << 20)
         sent = 0
@@ -167,7 +169,7 @@ def test_drain_waits_for_a_peer_that_does_not_read(loop_name: str) -> None:
 
 
 def test_a_second_reader_is_refused(loop_name: str) -> None:
-    async def scenario(r: asyncio.StreamReader, w: asyncio.StreamWriter, peer: socket.socket) -> None:
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
         first = asyncio.ensure_future(channel.read())
         await asyncio.sleep(0)

@@ -4,6 +4,7 @@ full classification would give it, and nothing else shares a shape."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from pgwarden.guard.recorder import _classification_dict
 from pgwarden.recording.canonical import canonical_json
 from pgwarden.sql import classifier
 from pgwarden.sql.classifier import cache_clear, classify, classify_cached, shape_of
+from pgwarden.sql.model import Classification, CopyOptions, KeyLookup, Operation, StatementInfo
 
 
 @pytest.fixture(autouse=True)
@@ -236,16 +238,6 @@ def test_retexted_carries_every_field_but_the_texts() -> None:
     and not to that list would come out unset, or stale, in every statement of a known shape.
     Every field is given a value of its own here (init fields by hand, derived ones through
     ``__post_init__``), so a missed one fails."""
-    from dataclasses import fields
-
-    from pgwarden.sql.model import (
-        Classification,
-        CopyOptions,
-        KeyLookup,
-        Operation,
-        StatementInfo,
-    )
-
     body = classify("SELECT 1")
     op = Operation(kind="update", where="present", executes=True)
     st = StatementInfo(
