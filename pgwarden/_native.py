@@ -62,6 +62,10 @@ MODULES: tuple[str, ...] = (
     "pgwarden.sql.classifier",
     "pgwarden.masking.detectors",
     "pgwarden.masking.engine",
+    "pgwarden.guard.masking",
+    "pgwarden.recording.storage.local",
+    "pgwarden.sql.prepared",
+    "pgwarden.recording.context",
 )
 
 MANIFEST = "_native.json"

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from pgwarden.guard.masking import SessionMasking
+from pgwarden.protocol.reader import MessageReader
 from tests.support import wire
 from tests.support.databases import TargetDb, wait_for_active
 from tests.support.gateway import RunningGateway
@@ -500,29 +500,42 @@ def test_rows_of_an_extended_execute_are_checked_as_a_run(
     # libpq's extended protocol (Parse, Bind, Describe portal, Execute, Sync): the columns
     # come from the Describe, so the rows are pre-checked as one run, as in a simple query,
     # rather than decoded and masked one message at a time.
-    # Counted where the guard hands the rows to the masking (SessionMasking, plain Python):
-    # the guard's own methods are compiled, and the compiled relay calls them directly.
+    # Counted where the relay takes messages from the server's bytes (MessageReader, plain
+    # Python: a run comes from next_run, a lone row from next). The relay, the guard and the
+    # masking are compiled and call each other directly, so patches on them are not seen.
     one_by_one: list[str] = []
-    runs: list[bytes] = []
-    filter_message = SessionMasking.filter
-    run_untouched = SessionMasking.run_untouched
+    runs: list[int] = []
+    next_message = MessageReader.next
+    next_run = MessageReader.next_run
 
-    def counting_filter(self: SessionMasking, msg: object, *a: object) -> object:
-        one_by_one.append(type(msg).__name__)
-        return filter_message(self, msg, *a)  # type: ignore[arg-type]
+    def counting_next(self: MessageReader) -> object:
+        msg = next_message(self)
+        if msg is not None:
+            one_by_one.append(type(msg).__name__)
+        return msg
 
-    def counting_run(self: SessionMasking, kind: bytes, *a: object) -> bool:
-        runs.append(kind)
-        return run_untouched(self, kind, *a)  # type: ignore[arg-type]
+    def counting_run(self: MessageReader, code: int, *a: int) -> list[bytes]:
+        run = next_run(self, code, *a)
+        if run:
+            runs.append(code)
+        return run
 
-    monkeypatch.setattr(SessionMasking, "filter", counting_filter)
-    monkeypatch.setattr(SessionMasking, "run_untouched", counting_run)
-    with psycopg.connect(gateway.dsn("alice"), autocommit=True) as c:
+    def statements(c: psycopg.Connection[tuple[object, ...]]) -> tuple[object, object]:
         rows = c.execute(
             "select g, 'note ' || g from generate_series(1, %s) g", (3,), prepare=False
         ).fetchall()
         masked = c.execute("select %s::text || '@example.com'", ("someone",)).fetchone()
+        return rows, masked
+
+    with psycopg.connect(gateway.dsn("alice"), autocommit=True) as c:
+        # Once before counting: the gateway's own lookups on its side connections (which
+        # read rows one by one, through the same reader) are done and cached by then.
+        statements(c)
+        monkeypatch.setattr(MessageReader, "next", counting_next)
+        monkeypatch.setattr(MessageReader, "next_run", counting_run)
+        rows, masked = statements(c)
+    assert isinstance(masked, tuple)
     assert rows == [(1, "note 1"), (2, "note 2"), (3, "note 3")]
     assert masked is not None and "someone@example.com" not in masked[0]  # still masked
-    assert b"D" in runs
+    assert ord("D") in runs
     assert "DataRow" not in one_by_one
