@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import struct
@@ -21,6 +22,7 @@ from pgwarden.recording.events import (
     Column,
     Decision,
     ResultBuilder,
+    ResultEvent,
     StatementEvent,
     encode_params,
     encode_value,
@@ -295,3 +297,60 @@ def test_recorded_rows_equal_encode_value_per_value(
     event = b.finish("SELECT")
     assert event.rows == want
     assert event.row_count == len(rows)
+
+
+# A value of the field's type for every field, none of them a default (compiled, the
+# constructor checks the types it declares).
+_EVENT_FIELDS: dict[type, dict[str, object]] = {
+    StatementEvent: {
+        "sql": "select 2",
+        "protocol": "extended",
+        "decision": Decision("allow"),
+        "classification": {"kinds": ["select"]},
+        "params": ("5",),
+        "param_types": (23,),
+        "statement_name": "s1",
+        "portal": "p1",
+        "context": {"intent": "x"},
+        "context_sources": {"intent": "set"},
+        "classification_json": b'{"kinds":["select"]}',
+        "context_json": b'{"intent":"x"}',
+        "context_sources_json": b'{"intent":"set"}',
+    },
+    ResultEvent: {
+        "columns": [Column("a", 23, 0)],
+        "rows": [[1]],
+        "row_count": 1,
+        "command_tag": "SELECT 1",
+        "digest": "sha256:00",
+        "truncated": True,
+        "masked": {"email": 1},
+        "statement_seq": 7,
+        "columns_json": b"[]",
+    },
+}
+
+
+@pytest.mark.parametrize("cls", [StatementEvent, ResultEvent])
+def test_the_hand_written_init_sets_every_field(cls: type) -> None:
+    """The two per-statement events write their own __init__ (init=False): a field added to
+    the class and not to it would be left unset (AttributeError) or keep a stale default."""
+    values = _EVENT_FIELDS[cls]
+    assert set(values) == {f.name for f in dataclasses.fields(cls)}
+    event = cls(**values)
+    for name, value in values.items():
+        assert getattr(event, name) is value, name
+    first = dataclasses.fields(cls)[0].name
+    changed = dataclasses.replace(event, **{first: "new"})  # replace() calls it by name
+    assert getattr(changed, first) == "new"
+    assert all(getattr(changed, n) is v for n, v in values.items() if n != first)
+
+
+def test_the_events_defaults_are_fresh_mappings() -> None:
+    a = StatementEvent(sql="select 1", protocol="simple", decision=Decision("allow"))
+    b = StatementEvent(sql="select 1", protocol="simple", decision=Decision("allow"))
+    assert a.classification == {} and a.context == {} and a.context_sources == {}
+    assert a.classification is not b.classification  # never one dict shared by all
+    assert (a.params, a.param_types, a.statement_name, a.portal) == ((), (), None, None)
+    r = ResultEvent(columns=[], rows=[], row_count=0, command_tag=None, digest="d")
+    assert (r.truncated, r.masked, r.statement_seq, r.columns_json) == (False, {}, None, None)
