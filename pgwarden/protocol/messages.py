@@ -27,6 +27,13 @@ _U32 = struct.Struct("!I")  # OIDs are unsigned
 _U16 = struct.Struct("!H")  # counts are unsigned: up to 65535 parameters
 _HEADER = struct.Struct("!ci")
 
+# The messages every statement carries (a query and its replies, the extended protocol's five
+# and theirs) write their own __init__ (dataclass init=False) of _set calls: compiled, it is
+# native code, about half what the generated one costs interpreted; frozen dataclasses must
+# set fields this way. tests/unit/protocol/test_protocol_messages_init.py checks each sets
+# every field.
+_set = object.__setattr__
+
 
 def frame(code: bytes, body: bytes = b"") -> bytes:
     return code + _I32.pack(len(body) + 4) + body
@@ -238,7 +245,7 @@ def decode_startup(raw: bytes, encoding: str = "utf-8") -> Message:
 # Frontend (client -> server) messages
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Query(Message):
     @property
     def code(self) -> bytes:
@@ -246,12 +253,16 @@ class Query(Message):
 
     sql: str = ""
 
+    def __init__(self, raw: bytes, sql: str = "") -> None:
+        _set(self, "raw", raw)
+        _set(self, "sql", sql)
+
     @classmethod
     def build(cls, sql: str, encoding: str = "utf-8") -> Query:
         return cls(frame(b"Q", cstr(sql, encoding)), sql)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Parse(Message):
     @property
     def code(self) -> bytes:
@@ -260,6 +271,14 @@ class Parse(Message):
     name: str = ""
     sql: str = ""
     param_types: tuple[int, ...] = ()
+
+    def __init__(
+        self, raw: bytes, name: str = "", sql: str = "", param_types: tuple[int, ...] = ()
+    ) -> None:
+        _set(self, "raw", raw)
+        _set(self, "name", name)
+        _set(self, "sql", sql)
+        _set(self, "param_types", param_types)
 
     @classmethod
     def build(
@@ -270,7 +289,7 @@ class Parse(Message):
         return cls(frame(b"P", body), name, sql, tuple(t & 0xFFFFFFFF for t in param_types))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Bind(Message):
     @property
     def code(self) -> bytes:
@@ -281,6 +300,22 @@ class Bind(Message):
     param_formats: tuple[int, ...] = ()
     params: tuple[bytes | None, ...] = ()
     result_formats: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        raw: bytes,
+        portal: str = "",
+        statement: str = "",
+        param_formats: tuple[int, ...] = (),
+        params: tuple[bytes | None, ...] = (),
+        result_formats: tuple[int, ...] = (),
+    ) -> None:
+        _set(self, "raw", raw)
+        _set(self, "portal", portal)
+        _set(self, "statement", statement)
+        _set(self, "param_formats", param_formats)
+        _set(self, "params", params)
+        _set(self, "result_formats", result_formats)
 
     @classmethod
     def build(
@@ -314,7 +349,7 @@ class Bind(Message):
         return self.param_formats[i]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Execute(Message):
     @property
     def code(self) -> bytes:
@@ -323,12 +358,17 @@ class Execute(Message):
     portal: str = ""
     max_rows: int = 0
 
+    def __init__(self, raw: bytes, portal: str = "", max_rows: int = 0) -> None:
+        _set(self, "raw", raw)
+        _set(self, "portal", portal)
+        _set(self, "max_rows", max_rows)
+
     @classmethod
     def build(cls, portal: str = "", max_rows: int = 0, encoding: str = "utf-8") -> Execute:
         return cls(frame(b"E", cstr(portal, encoding) + _I32.pack(max_rows)), portal, max_rows)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Describe(Message):
     @property
     def code(self) -> bytes:
@@ -336,6 +376,11 @@ class Describe(Message):
 
     kind: bytes = b"S"  # b"S" statement, b"P" portal
     name: str = ""
+
+    def __init__(self, raw: bytes, kind: bytes = b"S", name: str = "") -> None:
+        _set(self, "raw", raw)
+        _set(self, "kind", kind)
+        _set(self, "name", name)
 
     @classmethod
     def build(cls, kind: bytes, name: str = "", encoding: str = "utf-8") -> Describe:
@@ -356,11 +401,14 @@ class Close(Message):
         return cls(frame(b"C", kind + cstr(name, encoding)), kind, name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class Sync(Message):
     @property
     def code(self) -> bytes:
         return b"S"
+
+    def __init__(self, raw: bytes) -> None:
+        _set(self, "raw", raw)
 
     @classmethod
     def build(cls) -> Sync:
@@ -517,22 +565,28 @@ class BackendKeyData(Message):
         return cls(frame(b"K", _I32.pack(pid) + secret), pid, secret)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class ParseComplete(Message):
     @property
     def code(self) -> bytes:
         return b"1"
+
+    def __init__(self, raw: bytes) -> None:
+        _set(self, "raw", raw)
 
     @classmethod
     def build(cls) -> ParseComplete:
         return cls(frame(b"1"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class BindComplete(Message):
     @property
     def code(self) -> bytes:
         return b"2"
+
+    def __init__(self, raw: bytes) -> None:
+        _set(self, "raw", raw)
 
     @classmethod
     def build(cls) -> BindComplete:
@@ -550,13 +604,17 @@ class CloseComplete(Message):
         return cls(frame(b"3"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class CommandComplete(Message):
     @property
     def code(self) -> bytes:
         return b"C"
 
     tag: str = ""
+
+    def __init__(self, raw: bytes, tag: str = "") -> None:
+        _set(self, "raw", raw)
+        _set(self, "tag", tag)
 
     @classmethod
     def build(cls, tag: str) -> CommandComplete:
@@ -610,11 +668,14 @@ def datarow_values(raw: bytes) -> tuple[bytes | None, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class DataRow(Message):
     @property
     def code(self) -> bytes:
         return b"D"
+
+    def __init__(self, raw: bytes) -> None:
+        _set(self, "raw", raw)
 
     def values(self) -> tuple[bytes | None, ...]:
         return datarow_values(self.raw)
@@ -624,13 +685,18 @@ class DataRow(Message):
         return cls(frame(b"D", _encode_values(values)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class MessageRun(Message):
     """Several whole server messages of one kind forwarded as they are (``raw`` is all of
     them); ``parts`` are the messages one by one, for the recording."""
 
     parts: tuple[bytes, ...] = ()
     kind: bytes = b""  # the messages' type byte: b"D" (rows of a result) or b"d" (COPY data)
+
+    def __init__(self, raw: bytes, parts: tuple[bytes, ...] = (), kind: bytes = b"") -> None:
+        _set(self, "raw", raw)
+        _set(self, "parts", parts)
+        _set(self, "kind", kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,11 +802,14 @@ class NegotiateProtocolVersion(Message):
         return cls(frame(b"v", body), newest_minor, tuple(unrecognized))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class NoData(Message):
     @property
     def code(self) -> bytes:
         return b"n"
+
+    def __init__(self, raw: bytes) -> None:
+        _set(self, "raw", raw)
 
     @classmethod
     def build(cls) -> NoData:
@@ -798,13 +867,17 @@ class PortalSuspended(Message):
         return cls(frame(b"s"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # see _set
 class ReadyForQuery(Message):
     @property
     def code(self) -> bytes:
         return b"Z"
 
     status: bytes = b"I"  # I idle, T in transaction, E failed transaction
+
+    def __init__(self, raw: bytes, status: bytes = b"I") -> None:
+        _set(self, "raw", raw)
+        _set(self, "status", status)
 
     @classmethod
     def build(cls, status: bytes = b"I") -> ReadyForQuery:
