@@ -66,6 +66,7 @@ MODULES: tuple[str, ...] = (
     "pgwarden.recording.storage.local",
     "pgwarden.sql.prepared",
     "pgwarden.recording.context",
+    "pgwarden.tally",
 )
 
 MANIFEST = "_native.json"

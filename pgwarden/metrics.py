@@ -41,8 +41,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -62,6 +60,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from pgwarden import __version__
+from pgwarden.tally import StatementTally
 
 __all__ = [
     "CONTENT_TYPE",
@@ -181,45 +180,24 @@ class _CallbackGauge(Collector):
 
 class _StatementMetrics(Collector):
     """``pgwarden_statements`` and ``pgwarden_statement_duration_seconds``, counted as plain
-    numbers and turned into the two families at each scrape. Once per statement, the client
-    library's ``Counter.inc`` and ``Histogram.observe`` (a lock each and a bucket scan in
-    Python) cost more than everything else the metrics do; this is one lock and a bisect.
-    The exposition is the same: a counter, and a histogram with these buckets and ``+Inf``."""
+    numbers (``pgwarden.tally``, which the relay adds to directly) and turned into the two
+    families at each scrape. Once per statement, the client library's ``Counter.inc`` and
+    ``Histogram.observe`` (a lock each and a bucket scan in Python) cost more than everything
+    else the metrics do; this is one lock and a bisect. The exposition is the same: a counter,
+    and a histogram with these buckets and ``+Inf``."""
 
-    def __init__(self, decisions: tuple[str, ...], buckets: tuple[float, ...]) -> None:
-        self._bounds = tuple(buckets)
+    def __init__(self, tally: StatementTally) -> None:
+        self.tally = tally
         self._le: list[str] = [
             floatToGoString(b)  # type: ignore[no-untyped-call] # untyped in the library
-            for b in (*self._bounds, math.inf)
+            for b in (*tally.bounds, math.inf)
         ]
-        self._lock = threading.Lock()
-        # decision -> [observations per bucket (the last is +Inf)..., sum of seconds, count]
-        self._series: dict[str, list[float]] = {}
-        for decision in decisions:
-            self.series(decision)
-
-    def series(self, decision: str) -> list[float]:
-        with self._lock:
-            found = self._series.get(decision)
-            if found is None:
-                found = self._series[decision] = [0] * (len(self._bounds) + 1) + [0.0, 0]
-            return found
-
-    def add(self, series: list[float], seconds: float) -> None:
-        """One statement; its duration observed unless negative or NaN (a clock stepped back)."""
-        with self._lock:
-            series[-1] += 1
-            if seconds >= 0:
-                series[bisect_left(self._bounds, seconds)] += 1
-                series[-2] += seconds
 
     def describe(self) -> list[Any]:
         return list(self._families({}))
 
     def collect(self) -> Iterator[Any]:
-        with self._lock:
-            snapshot = {k: list(v) for k, v in self._series.items()}
-        yield from self._families(snapshot)
+        yield from self._families(self.tally.snapshot())
 
     def _families(self, snapshot: Mapping[str, list[float]]) -> Iterator[Any]:
         counter = CounterMetricFamily(
@@ -252,7 +230,6 @@ class Metrics:
         # double the exposition for nothing a dashboard uses; the switch is process-wide, and
         # this process is the gateway.
         disable_created_metrics()  # type: ignore[no-untyped-call] # untyped in the library
-        self._statement_series: dict[str, list[float]] = {}
         self._masked_children: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -271,8 +248,9 @@ class Metrics:
             registry=r,
         )
         # Known decisions start at zero, so rates and alerts work before the first statement.
-        self._statements = _StatementMetrics(STATEMENT_DECISIONS, LATENCY_BUCKETS)
-        r.register(self._statements)
+        #: what the relay counts each statement into
+        self.tally = StatementTally(STATEMENT_DECISIONS, LATENCY_BUCKETS, _DECISION_ALIASES)
+        r.register(_StatementMetrics(self.tally))
         self._masked = Counter(
             "pgwarden_masked_values",
             "Values masked in what the database sent back, by detector or column rule",
@@ -315,16 +293,7 @@ class Metrics:
 
     def statement(self, decision: str, seconds: float) -> None:
         """One statement is over: its final outcome (see the module doc) and its duration."""
-        series = self._statement_series.get(decision)
-        if series is None:
-            label = decision.strip().lower()
-            label = _DECISION_ALIASES.get(label, label)
-            if label not in STATEMENT_DECISIONS:
-                label = "other"
-            series = self._statements.series(label)
-            if len(self._statement_series) < 64:
-                self._statement_series[decision] = series
-        self._statements.add(series, seconds)
+        self.tally.record(decision, seconds)
 
     def masked(self, counts: Mapping[str, int]) -> None:
         """Values masked, per detector or column rule (the recorder's ``masked`` counts)."""

@@ -171,6 +171,8 @@ class Relay:
     ) -> None:
         self.info = info
         self.metrics = metrics
+        # the statements' count and durations, added to natively (see pgwarden.tally)
+        self.tally = metrics.tally if metrics is not None else None
         self._outcome = "allowed"  # of the last verdict (see _verdict)
         self.hooks = hooks
         self.client = client
@@ -686,8 +688,8 @@ class Relay:
 
     def _pop(self) -> Pending | None:
         p = self.pending.popleft() if self.pending else None
-        if p is not None and p.started and self.metrics is not None:
-            self.metrics.statement(p.outcome, time.perf_counter() - p.started)
+        if p is not None and p.started and self.tally is not None:
+            self.tally.record(p.outcome, time.perf_counter() - p.started)
         if p is not None:
             if p.kind == PARSE:
                 self._unconfirmed(b"S", p.name, -1)
