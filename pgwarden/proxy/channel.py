@@ -55,7 +55,7 @@ class Channel:
         if buffered:
             channel._chunks.append(buffered)
             channel._buffered = len(buffered)
-        channel._eof = reader.at_eof() or bool(getattr(reader, "_eof", False))
+        channel._eof = bool(reader._eof)  # type: ignore[attr-defined]  # with bytes left or not
         channel._error = reader.exception()
         transport.set_protocol(channel)
         if getattr(reader, "_paused", False):
