@@ -19,7 +19,8 @@ def test_start_up_objects_are_frozen_and_later_cycles_still_collected() -> None:
     try:
         frozen = settle_garbage_collector()
         assert frozen > 1000  # this test process's modules, at the least
-        assert gc.get_freeze_count() == frozen
+        # Not equal: a frozen object that dies leaves the count (another thread may drop one).
+        assert 0 < gc.get_freeze_count() <= frozen
         assert not any(o is before for o in gc.get_objects())  # frozen: not tracked
         a, b = _Node(), _Node()
         a.other, b.other = b, a
