@@ -170,8 +170,8 @@ class Relay:
         metrics: Metrics | None = None,
     ) -> None:
         self.info = info
-        self.metrics = metrics
-        # the statements' count and durations, added to natively (see pgwarden.tally)
+        # the statements' count and durations, added to natively (see pgwarden.tally): the
+        # one part of the metrics the relay feeds
         self.tally = metrics.tally if metrics is not None else None
         self._outcome = "allowed"  # of the last verdict (see _verdict)
         self.hooks = hooks
@@ -246,7 +246,7 @@ class Relay:
         raise SessionEnded(reason)
 
     def _enqueue(self, p: Pending) -> None:
-        if self.metrics is not None and p.kind in _TIMED:
+        if self.tally is not None and p.kind in _TIMED:
             p.started = time.perf_counter()
             p.outcome = self._outcome
         self.pending.append(p)

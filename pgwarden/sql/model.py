@@ -465,7 +465,7 @@ def _native_retexted(
     objects (~0.2 µs, where the generated copier's setattr calls take ~4 µs; the shape cache
     retexts every statement of a known shape). Compiled stores skip the frozen dataclass's
     ``__setattr__``; interpreted, they would raise, so this runs compiled only.
-    tests/unit/test_sql_model.py checks that every field is carried."""
+    tests/unit/sql/test_sql_shape_cache.py checks that every field is carried."""
     n = StatementInfo.__new__(StatementInfo)
     n.kind = st.kind  # type: ignore[misc]
     n.text = text  # type: ignore[misc]
