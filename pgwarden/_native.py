@@ -12,14 +12,15 @@ still run the old code). It says so quietly (``describe``: in the gateway's star
 and in ``make bench``), not as a warning on every command's stderr: the sources behave the
 same, only slower. Profilers that read Python frames (py-spy) need ``PGWARDEN_PURE=1``.
 
-Left as plain Python: ``protocol.reader``, whose per-message loop over a ``bytearray`` runs
-slower compiled (boxed integers, generic slicing; a 1M-row COPY through the gateway took ~15 %
-longer), and modules off the per-statement path. mypyc 1.x turns a dataclass ``ClassVar``
-with a default into a field, so the compiled message and event classes give their constant
-``code`` and ``type`` as properties. A Python class cannot subclass a compiled one (its first
-instance raises TypeError): subclasses live in their base's module, and ``Hold`` is a protocol
-(tests/unit/test_native.py checks the rule). Compiled code also checks declared types at run
-time, so a sentinel must have the declared type (``classify``'s shape cache catches KeyError).
+Left as plain Python: modules off the per-statement path. The protocol reader keeps its buffer
+as ``bytes``, which mypyc indexes and slices natively; over a ``bytearray`` it ran slower
+compiled than interpreted (generic calls and boxed integers for every message). mypyc 1.x turns
+a dataclass ``ClassVar`` with a default into a field, so the compiled message and event classes
+give their constant ``code`` and ``type`` as properties. A Python class cannot subclass a
+compiled one (its first instance raises TypeError): subclasses live in their base's module, and
+``Hold`` is a protocol (tests/unit/test_native.py checks the rule). Compiled code also checks
+declared types at run time, so a sentinel must have the declared type (``classify``'s shape
+cache catches KeyError).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ MODULES: tuple[str, ...] = (
     "pgwarden.recording.writer",
     "pgwarden.recording.events",
     "pgwarden.protocol.messages",
+    "pgwarden.protocol.reader",
     "pgwarden.proxy.hooks",
     "pgwarden.sql.model",
     "pgwarden.sql.classifier",

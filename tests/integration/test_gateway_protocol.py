@@ -11,7 +11,6 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from pgwarden.protocol.reader import MessageReader
 from tests.support import wire
 from tests.support.databases import TargetDb, wait_for_active
 from tests.support.gateway import RunningGateway
@@ -494,32 +493,12 @@ def test_max_connections(make_gateway) -> None:
         assert c.execute("select 1").fetchone() == (1,)
 
 
-def test_rows_of_an_extended_execute_are_checked_as_a_run(
-    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rows_of_an_extended_execute_are_checked_as_a_run(gateway: RunningGateway) -> None:
     # libpq's extended protocol (Parse, Bind, Describe portal, Execute, Sync): the columns
     # come from the Describe, so the rows are pre-checked as one run, as in a simple query,
     # rather than decoded and masked one message at a time.
-    # Counted where the relay takes messages from the server's bytes (MessageReader, plain
-    # Python: a run comes from next_run, a lone row from next). The relay, the guard and the
-    # masking are compiled and call each other directly, so patches on them are not seen.
-    one_by_one: list[str] = []
-    runs: list[int] = []
-    next_message = MessageReader.next
-    next_run = MessageReader.next_run
-
-    def counting_next(self: MessageReader) -> object:
-        msg = next_message(self)
-        if msg is not None:
-            one_by_one.append(type(msg).__name__)
-        return msg
-
-    def counting_run(self: MessageReader, code: int, *a: int) -> list[bytes]:
-        run = next_run(self, code, *a)
-        if run:
-            runs.append(code)
-        return run
-
+    # Counted by the session's reader of the server's bytes: the relay, the guard, the masking
+    # and the reader are compiled and call each other directly, so patches are not seen.
     def statements(c: psycopg.Connection[tuple[object, ...]]) -> tuple[object, object]:
         rows = c.execute(
             "select g, 'note ' || g from generate_series(1, %s) g", (3,), prepare=False
@@ -528,14 +507,15 @@ def test_rows_of_an_extended_execute_are_checked_as_a_run(
         return rows, masked
 
     with psycopg.connect(gateway.dsn("alice"), autocommit=True) as c:
-        # Once before counting: the gateway's own lookups on its side connections (which
-        # read rows one by one, through the same reader) are done and cached by then.
-        statements(c)
-        monkeypatch.setattr(MessageReader, "next", counting_next)
-        monkeypatch.setattr(MessageReader, "next_run", counting_run)
+        row = c.execute("show pgwarden.session_id").fetchone()
+        assert row is not None
+        server = gateway.server
+        assert server is not None
+        reader = server.gateway.sessions[row[0]].upstream.parser
+        before = reader.run_messages
         rows, masked = statements(c)
+        in_runs = reader.run_messages - before
     assert isinstance(masked, tuple)
     assert rows == [(1, "note 1"), (2, "note 2"), (3, "note 3")]
     assert masked is not None and "someone@example.com" not in masked[0]  # still masked
-    assert ord("D") in runs
-    assert "DataRow" not in one_by_one
+    assert in_runs == 4  # every row of both results: none went one message at a time

@@ -145,13 +145,52 @@ def test_stream_continues_after_error_free_prefix() -> None:
     assert err.side == "client"
 
 
-def test_buffer_compaction_over_a_long_stream() -> None:
-    """Hundreds of KB through one reader in small chunks (exercises the buffer compaction)."""
+def test_a_long_stream_in_small_chunks() -> None:
+    """Hundreds of KB through one reader in small chunks, most messages split across two."""
     msgs = [DataRow.build([b"%d" % i, b"x" * (i % 300), None]) for i in range(3000)]
     data = b"".join(m.raw for m in msgs)
     assert len(data) > 300_000
     items, reader = read_all("server", [data[i : i + 777] for i in range(0, len(data), 777)])
     assert items == msgs
+    assert reader.buffered == 0
+
+
+def test_a_chunk_holding_one_whole_message_is_passed_on_without_a_copy() -> None:
+    chunk = Query.build("SELECT abalance FROM pgbench_accounts WHERE aid = 1").raw
+    reader = MessageReader("client")
+    reader.feed(chunk)
+    msg = reader.next()
+    assert isinstance(msg, Query)
+    assert msg.raw is chunk
+
+
+def test_a_message_split_over_many_reads_is_joined_once_complete() -> None:
+    """Chunks fed behind a partial message wait until they complete it: the buffer is not
+    regrown (copied) at every read of a long message."""
+    row = DataRow.build([b"v" * 300_000]).raw
+    reader = MessageReader("server")
+    chunks = [row[i : i + 1000] for i in range(0, len(row), 1000)]
+    for fed, chunk in enumerate(chunks[:-1], 1):
+        reader.feed(chunk)
+        assert reader.next() is None
+        assert reader.next_run(0x44) == []
+        assert reader.buffered == sum(len(c) for c in chunks[:fed])
+        assert len(reader._buf) <= 1000  # the first chunk only, until the message is whole
+    reader.feed(chunks[-1])
+    assert reader.next() == DataRow(row)
+    assert reader.buffered == 0
+
+
+def test_rows_completed_by_a_later_read_still_come_as_a_run() -> None:
+    rows = [DataRow.build([b"%d" % i, b"x" * 50]).raw for i in range(4)]
+    data = b"".join(rows)
+    reader = MessageReader("server")
+    reader.feed(data[: len(rows[0]) + 7])  # the first row and the start of the second
+    assert reader.next_run(0x44) == [rows[0]]
+    assert reader.next_run(0x44) == []
+    reader.feed(data[len(rows[0]) + 7 :])
+    assert reader.next_run(0x44) == rows[1:]
+    assert reader.run_messages == 4
     assert reader.buffered == 0
 
 
