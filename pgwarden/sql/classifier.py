@@ -1361,22 +1361,70 @@ _NORMALIZED_KEPT = 4096
 _NORMALIZED: dict[str, tuple[Classification, int, int]] = {}  # -> (first, start, tail or -1)
 
 
+# -- the integer key --------------------------------------------------------------------------
+#
+# A first look before normalize: the texts an application sends again and again mostly differ
+# only in integers (ids, limits). A regular expression (~0.7 µs against normalize's ~1.6 µs)
+# puts a NUL (which no text classified here holds) in place of every run of up to nine ASCII
+# digits that stands alone (no letter, digit, underscore, dot or $ on either side), and the key
+# leads to the normalized text's entry. A key is kept only when normalize replaced exactly those
+# runs of the text that made it, and nothing else: each run was then a whole integer constant
+# (not inside a string, a comment or a quoted name, not folded with a sign, not an ORDER BY
+# position or a type modifier, which normalize leaves alone). Any text with the same key is the
+# same text with other such integers, which lex the same way (nine digits always fit an
+# integer, so none becomes a numeric), so it has the same normalized text.
+_INTEGER = re.compile(
+    r"(?<![0-9A-Za-z_.$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_.$\x80-\U0010ffff])"
+)
+_KEYED_KEPT = 4096
+_KEYED: dict[str, tuple[Classification, int, int]] = {}
+
+
+def _keep_key(key: str, normalized: str, entry: tuple[Classification, int, int]) -> None:
+    """Keep ``key`` for ``entry`` if normalize replaced exactly the key's integers."""
+    parts = key.split("\x00")
+    spelled = [parts[0]]
+    for n, part in enumerate(parts[1:], 1):
+        spelled.append(f"${n}")
+        spelled.append(part)
+    if "".join(spelled) != normalized:
+        return
+    if len(_KEYED) >= _KEYED_KEPT:
+        _KEYED.clear()
+    _KEYED[key] = entry
+
+
+def _as_known(sql: str, entry: tuple[Classification, int, int]) -> Classification:
+    """The classification of ``sql``, a text with the normalized text ``entry`` was kept for."""
+    first, start, tail = entry
+    data = sql.encode("utf-8")
+    return first.retexted(
+        sql, _statement_text(data, start, len(data) - tail - start if tail >= 0 else 0)
+    )
+
+
 def _classify_shaped(sql: str) -> Classification:
     if "\x00" in sql:
         return classify(sql)
     normalized = None
+    key = ""
     if "$" not in sql:
+        key, integers = _INTEGER.subn("\x00", sql)
+        if not integers:
+            key = ""
+        else:
+            keyed = _KEYED.get(key)
+            if keyed is not None:
+                return _as_known(sql, keyed)
         try:
             normalized = normalize(sql)
         except Exception:
             return classify(sql)  # the error as the full path words it
         hit = _NORMALIZED.get(normalized)
         if hit is not None:
-            first, start, tail = hit
-            data = sql.encode("utf-8")
-            return first.retexted(
-                sql, _statement_text(data, start, len(data) - tail - start if tail >= 0 else 0)
-            )
+            if key:
+                _keep_key(key, normalized, hit)
+            return _as_known(sql, hit)
     try:
         tree_json = parse_sql_json(sql)
     except Exception:
@@ -1408,7 +1456,10 @@ def _classify_shaped(sql: str) -> Classification:
     if normalized is not None:
         if len(_NORMALIZED) >= _NORMALIZED_KEPT:
             _NORMALIZED.clear()
-        _NORMALIZED[normalized] = (known, loc, len(data) - loc - length if length else -1)
+        entry = (known, loc, len(data) - loc - length if length else -1)
+        _NORMALIZED[normalized] = entry
+        if key:
+            _keep_key(key, normalized, entry)
     if fresh:
         return known
     return known.retexted(sql, _statement_text(data, loc, length))
@@ -1436,6 +1487,7 @@ def cache_clear() -> None:
     _classify_lru.cache_clear()
     _SHAPES.clear()
     _NORMALIZED.clear()
+    _KEYED.clear()
 
 
 def split_statements(sql: str) -> tuple[str, ...]:

@@ -278,3 +278,86 @@ def test_retexted_carries_every_field_but_the_texts() -> None:
             assert value is first
         else:
             assert value == getattr(first, f.name), f.name
+
+
+# -- the integer key: texts that differ only in integers skip normalize ----------------------
+
+# {} takes an integer. Around each hole, contexts where a run of digits is not an integer
+# constant normalize replaces (a comment, a string, a quoted name, a sign, an ORDER BY
+# position, a type modifier, part of a name or of a numeric).
+_INTEGER_TEMPLATES = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+    "select * from orders where id >= {} and id < {} limit {}",
+    "SELECT a FROM t WHERE b = {} ORDER BY {}",
+    "SELECT a FROM t ORDER BY {} LIMIT {}",
+    "SELECT CAST(a AS varchar({})) FROM t WHERE b = {}",
+    "SELECT CAST(a AS float({})) FROM t WHERE b = {}",
+    "SELECT a FROM t WHERE b = -{}",
+    "SELECT a FROM t WHERE b = {} -- the {} th",
+    "SELECT a FROM t WHERE b = {} /* {} */",
+    "SELECT a FROM t WHERE b = '{}'",
+    'SELECT "c{}" FROM t WHERE b = {}',
+    "SELECT a FROM t{} WHERE b = {}",
+    "SELECT a FROM té WHERE b = {}",
+    "SELECT a FROM t WHERE b = {}.5 OR b = {}e3",
+    "SELECT a FROM t WHERE b = 1{}",
+    "SELECT a[{}:{}] FROM t",
+    "UPDATE pgbench_accounts SET abalance = abalance + {} WHERE aid = {}",
+    "DELETE FROM t WHERE id = {} OR id <> {}",
+    "SELECT a FROM t WHERE b IN ({}, {}, {});",
+    "SELECT a FROM t FETCH FIRST {} ROWS ONLY",
+]
+_INTEGERS = st.one_of(
+    st.integers(0, 9),
+    st.integers(0, 999_999_999),
+    st.integers(1_000_000_000, 10**12),
+    st.sampled_from(["007", "0", "2147483647", "2147483648", "999999999"]),
+).map(str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_INTEGER_TEMPLATES), st.lists(_INTEGERS, min_size=2, max_size=4))
+def test_texts_that_differ_in_integers_get_what_a_full_classification_gives(
+    template: str, integers: list[str]
+) -> None:
+    cache_clear()
+    holes = template.count("{}")
+    for i in range(len(integers)):
+        text = template.format(*(integers[(i + k) % len(integers)] for k in range(holes)))
+        if classify(text).error is None:
+            _same_as_full(text)
+
+
+def test_a_known_integer_key_is_classified_without_normalize(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1;  ")
+
+    def no_normalize(sql: str) -> str:
+        raise AssertionError("normalize ran for a text of a known integer key")
+
+    monkeypatch.setattr(classifier, "normalize", no_normalize)
+    second = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 98765;  ")
+    assert second.shape is first
+    assert second.statements[0].text == "SELECT abalance FROM pgbench_accounts WHERE aid = 98765"
+    monkeypatch.undo()
+    assert second == classify(second.sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a FROM t ORDER BY 1",  # a position: normalize leaves it
+        "SELECT CAST(a AS varchar(10)) FROM t",  # a type modifier
+        "SELECT a FROM t WHERE b = -5",  # the sign is part of the constant
+        "SELECT a FROM t WHERE b = 5 -- 6",  # digits in a comment
+        "SELECT a FROM t WHERE b = 5 AND c = 'x'",  # another kind of constant
+        "SELECT a FROM t WHERE b = 1234567890",  # ten digits: may not fit an integer
+    ],
+)
+def test_no_integer_key_unless_normalize_replaced_exactly_its_integers(sql: str) -> None:
+    got = classify_cached(sql)
+    assert got == classify(sql)
+    assert got.shape is None  # the first of its shape
+    assert classifier._NORMALIZED  # reusable: its normalized text is kept
+    assert not classifier._KEYED
