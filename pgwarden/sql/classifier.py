@@ -1364,18 +1364,56 @@ _NORMALIZED: dict[str, tuple[Classification, int, int]] = {}  # -> (first, start
 # -- the integer key --------------------------------------------------------------------------
 #
 # A first look before normalize: the texts an application sends again and again mostly differ
-# only in integers (ids, limits). A regular expression (~0.7 µs against normalize's ~1.6 µs)
-# puts a NUL (which no text classified here holds) in place of every run of up to nine ASCII
-# digits that stands alone (no letter, digit, underscore, dot or $ on either side), and the key
-# leads to the normalized text's entry. A key is kept only when normalize replaced exactly those
-# runs of the text that made it, and nothing else: each run was then a whole integer constant
-# (not inside a string, a comment or a quoted name, not folded with a sign, not an ORDER BY
-# position or a type modifier, which normalize leaves alone). Any text with the same key is the
-# same text with other such integers, which lex the same way (nine digits always fit an
-# integer, so none becomes a numeric), so it has the same normalized text.
-_INTEGER = re.compile(
-    r"(?<![0-9A-Za-z_.$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_.$\x80-\U0010ffff])"
-)
+# only in integers (ids, limits). ``integer_key`` (~0.2 µs compiled, against normalize's
+# ~1.6 µs) puts a NUL (which no text classified here holds) in place of every run of up to nine
+# ASCII digits that stands alone (no letter, digit, underscore, dot, $ or non-ASCII character
+# on either side), and the key leads to the normalized text's entry. A key is kept only when
+# normalize replaced exactly those runs of the text that made it, and nothing else: each run was
+# then a whole integer constant (not inside a string, a comment or a quoted name, not folded
+# with a sign, not an ORDER BY position or a type modifier, which normalize leaves alone). Any
+# text with the same key is the same text with other such integers, which lex the same way
+# (nine digits always fit an integer, so none becomes a numeric), so it has the same
+# normalized text.
+
+
+def _word_char(c: int) -> bool:
+    """A character that makes a digit next to it part of a word or a number: a letter, a
+    digit, ``_``, ``.``, ``$`` or anything beyond ASCII."""
+    return c >= 128 or 48 <= c <= 57 or 97 <= (c | 32) <= 122 or c in (95, 46, 36)
+
+
+def integer_key(sql: str) -> tuple[str, int]:
+    """``sql`` with a NUL for each standalone run of one to nine ASCII digits, and how many.
+    A loop rather than a regular expression: compiled, ~4x faster than the equivalent
+    ``(?<![0-9A-Za-z_.$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_.$\x80-\U0010ffff])``."""
+    n = len(sql)
+    parts: list[str] = []
+    count = 0
+    copied = 0  # sql[:copied] is in parts
+    i = 0
+    after_word = False
+    while i < n:
+        c = ord(sql[i])
+        if 48 <= c <= 57:
+            j = i + 1
+            while j < n and 48 <= ord(sql[j]) <= 57:
+                j += 1
+            if not after_word and j - i <= 9 and (j == n or not _word_char(ord(sql[j]))):
+                parts.append(sql[copied:i])
+                parts.append("\x00")
+                copied = j
+                count += 1
+            after_word = True
+            i = j
+            continue
+        after_word = _word_char(c)
+        i += 1
+    if not count:
+        return sql, 0
+    parts.append(sql[copied:])
+    return "".join(parts), count
+
+
 _KEYED_KEPT = 4096
 _KEYED: dict[str, tuple[Classification, int, int]] = {}
 
@@ -1409,7 +1447,7 @@ def _classify_shaped(sql: str) -> Classification:
     normalized = None
     key = ""
     if "$" not in sql:
-        key, integers = _INTEGER.subn("\x00", sql)
+        key, integers = integer_key(sql)
         if not integers:
             key = ""
         else:

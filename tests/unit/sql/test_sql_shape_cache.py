@@ -3,6 +3,7 @@ full classification would give it, and nothing else shares a shape."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 
@@ -361,3 +362,30 @@ def test_no_integer_key_unless_normalize_replaced_exactly_its_integers(sql: str)
     assert got.shape is None  # the first of its shape
     assert classifier._NORMALIZED  # reusable: its normalized text is kept
     assert not classifier._KEYED
+
+
+# What integer_key does, as a regular expression (the loop is ~4x faster compiled).
+_STANDALONE_INTEGER = re.compile(
+    r"(?<![0-9A-Za-z_.$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_.$\x80-\U0010ffff])"
+)
+_NEAR_DIGITS = st.text(
+    alphabet=st.sampled_from(list("0123456789 aZ_.$-'\"(),;=é\n")), max_size=40
+) | st.text(max_size=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NEAR_DIGITS)
+def test_the_integer_key_is_the_standalone_integers_blanked(text: str) -> None:
+    assert classifier.integer_key(text) == _STANDALONE_INTEGER.subn("\x00", text)
+
+
+def test_the_integer_key_of_pgbench_texts() -> None:
+    key = classifier.integer_key
+    assert key("SELECT a FROM t WHERE aid = 12345;") == ("SELECT a FROM t WHERE aid = \x00;", 1)
+    assert key("x IN (1,22, 333)") == ("x IN (\x00,\x00, \x00)", 3)
+    assert key("t1 = 1.5 OR b = 1e5 OR c = $1 OR d = é2") == (
+        "t1 = 1.5 OR b = 1e5 OR c = $1 OR d = é2",
+        0,
+    )
+    assert key("a = 123456789 OR b = 1234567890") == ("a = \x00 OR b = 1234567890", 1)
+    assert key("7") == ("\x00", 1)
