@@ -123,18 +123,42 @@ class SessionInfo:
     search_path: str | None = None  # the client's start-up search_path, if it gave one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Statement:
-    """A statement about to run: simple Query text, or an extended-protocol Execute."""
+    """A statement about to run: simple Query text, or an extended-protocol Execute. Its own
+    ``__init__`` (one per Execute): the generated one of a frozen dataclass is interpreted
+    Python even compiled (a ``setattr`` call per field); this one is native code.
+    tests/unit/test_hooks_init.py checks it sets every field."""
 
     sql: str
     protocol: Literal["simple", "extended"]
-    statement_name: str | None = None
-    portal: str | None = None
-    bind: Bind | None = None
-    param_types: tuple[int, ...] = ()
-    known: bool = True  # False: the statement was not prepared through this session
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    statement_name: str | None
+    portal: str | None
+    bind: Bind | None
+    param_types: tuple[int, ...]
+    known: bool  # False: the statement was not prepared through this session
+    extra: Mapping[str, Any]
+
+    def __init__(
+        self,
+        sql: str,
+        protocol: Literal["simple", "extended"],
+        statement_name: str | None = None,
+        portal: str | None = None,
+        bind: Bind | None = None,
+        param_types: tuple[int, ...] = (),
+        known: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "sql", sql)
+        _set(self, "protocol", protocol)
+        _set(self, "statement_name", statement_name)
+        _set(self, "portal", portal)
+        _set(self, "bind", bind)
+        _set(self, "param_types", param_types)
+        _set(self, "known", known)
+        _set(self, "extra", {} if extra is None else extra)
 
 
 class SessionHooks:

@@ -23,8 +23,7 @@ import re
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgwarden.protocol.encodings import python_codec
 from pgwarden.protocol.errors import ProtocolError
@@ -92,13 +91,18 @@ _SHOW_SESSION_ID = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
 class _Portal:
-    statement: str
-    sql: str
-    param_types: tuple[int, ...]
-    bind: Bind
-    known: bool  # False: the statement was not prepared through this session
+    """What a Bind made a portal run (one per Bind). A plain class, like ``Pending``: compiled,
+    its own ``__init__`` is native code, where a frozen dataclass's is interpreted Python."""
+
+    def __init__(
+        self, statement: str, sql: str, param_types: tuple[int, ...], bind: Bind, known: bool
+    ) -> None:
+        self.statement: Final = statement
+        self.sql: Final = sql
+        self.param_types: Final = param_types
+        self.bind: Final = bind
+        self.known: Final = known  # False: the statement was not prepared through this session
 
 
 class Pending:
