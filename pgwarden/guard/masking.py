@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pgwarden.guard.catalog import LOOKUP_FAILURES, Catalog
 from pgwarden.masking import NO_COUNTS, CopyMasker, Masker, MaskingFailure, RowMasker
@@ -55,14 +55,27 @@ class CopyPlan:
     types: tuple[int, ...] | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MaskingScope:
-    """What masking knows about the statement a server message answers."""
+    """What masking knows about the statement a server message answers. Its own ``__init__``
+    (one per statement): compiled, native code, where the generated one is interpreted."""
 
-    reads: frozenset[str] = frozenset()
-    copies: list[CopyPlan] = field(default_factory=list)
-    copy_index: int = 0
-    refusal: str | None = None  # why the statement's results could not be masked at all
+    reads: frozenset[str]
+    copies: list[CopyPlan]
+    copy_index: int
+    refusal: str | None  # why the statement's results could not be masked at all
+
+    def __init__(
+        self,
+        reads: frozenset[str] = frozenset(),
+        copies: list[CopyPlan] | None = None,
+        copy_index: int = 0,
+        refusal: str | None = None,
+    ) -> None:
+        self.reads = reads
+        self.copies = [] if copies is None else copies
+        self.copy_index = copy_index
+        self.refusal = refusal
 
 
 _COPIES = frozenset({"copy_to", "copy_from"})

@@ -84,13 +84,19 @@ def changes_context(c: Classification) -> bool:
     return not _CONTEXT_KINDS.isdisjoint(c.kinds)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StatementRef:
-    """What the relay carries from a statement to its results."""
+    """What the relay carries from a statement to its results. Its own ``__init__`` (one per
+    statement): compiled, native code, where the generated one is interpreted."""
 
     seq: int
     builder: ResultBuilder
-    results: int = 0
+    results: int
+
+    def __init__(self, seq: int, builder: ResultBuilder, results: int = 0) -> None:
+        self.seq = seq
+        self.builder = builder
+        self.results = results
 
 
 class StatementScope:
@@ -427,8 +433,9 @@ class SessionRecorder:
         sql, found = m.mask_text(event.sql)
         if not found and not context_found and not event.params:
             return event  # the common case: nothing to mask, no Counter built
-        counts: Counter[str] = Counter(found)
-        counts.update(context_found)
+        counts: Counter[str] = Counter(found) if found else Counter()
+        if context_found:  # update() on a mapping runs ABC checks: skipped when empty
+            counts.update(context_found)
         classification = event.classification
         if found:
             # the classification quotes the SQL (statement texts): masked only when it can

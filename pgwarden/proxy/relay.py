@@ -205,6 +205,7 @@ class Relay:
         self.tentative_portal: dict[str, tuple[int, _Portal]] = {}
         self.unconfirmed: dict[tuple[bytes, str], int] = {}
         self.confirmed = asyncio.Event()
+        self._settling = 0  # how many _settle calls wait on ``confirmed``
         # Server-ordered view: descriptions as the server reports them.
         self.stmt_desc: dict[str, RowDescription | None] = {}
         self.portal_stmt: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -253,8 +254,9 @@ class Relay:
         if self.tally is not None and p.kind in _TIMED:
             p.started = time.perf_counter()
             p.outcome = self._outcome
+        if not self.pending:  # asyncio.Event is plain Python: cleared once, not per message
+            self.drained.clear()
         self.pending.append(p)
-        self.drained.clear()
 
     # -----------------------------------------------------------------------------------------
     # client -> server
@@ -393,7 +395,7 @@ class Relay:
             self.unconfirmed[key] = n
         else:
             self.unconfirmed.pop(key, None)
-        if delta < 0:
+        if delta < 0 and self._settling:  # set() is plain Python: only when _settle waits
             self.confirmed.set()
 
     def _parse_sent(self, msg: Parse) -> None:
@@ -410,9 +412,13 @@ class Relay:
         self.server.write(b"".join(out))
         out.clear()
         await self.server.drain()
-        while (kind, name) in self.unconfirmed:
-            self.confirmed.clear()
-            await self.confirmed.wait()
+        self._settling += 1
+        try:
+            while (kind, name) in self.unconfirmed:
+                self.confirmed.clear()
+                await self.confirmed.wait()
+        finally:
+            self._settling -= 1
 
     async def _statement_for_bind(
         self, name: str, out: list[bytes]

@@ -268,7 +268,8 @@ class RecordingWriter:
             self.error = exc
             raise RecordingError(f"cannot record {type_} event {seq}: {exc}") from exc
         self.last_seq, self.last_hash, self.last_type = seq, digest, type_
-        return Written(self.session_id, seq, digest, type_)
+        # tuple.__new__: a NamedTuple's own __new__ is an interpreted lambda (two per statement)
+        return tuple.__new__(Written, (self.session_id, seq, digest, type_))
 
     def append(self, event: EventPayload) -> Written:
         """Append one event (and a checkpoint when one is due) without waiting for fsync."""

@@ -97,6 +97,24 @@ def test_error_in_pipeline_with_several_syncs(
     assert shop.query(f"select id, note from {table} order by id") == [(1, "kept"), (4, "kept")]
 
 
+def test_bind_of_a_statement_parsed_before_a_sync_waits_for_its_parse(
+    conn: wire.RawConn,
+) -> None:
+    # The Bind is in the next Sync segment: the relay waits for ParseComplete before it
+    # knows what "s1" means (its confirmation wakes the wait), in one packet with the Parse.
+    conn.send(
+        wire.parse("s1", "select 41 + 1"),
+        wire.sync(),
+        wire.bind("", "s1"),
+        wire.execute(),
+        wire.sync(),
+    )
+    first, second = conn.until_ready(), conn.until_ready()
+    assert wire.types(first) == [b"1", b"Z"]
+    assert wire.types(second) == [b"2", b"D", b"C", b"Z"]
+    assert wire.rows(second) == [("42",)]
+
+
 def test_fifty_statement_pipeline(conn: wire.RawConn, shop: TargetDb, table: str) -> None:
     chunks = [wire.parse("ins", f"insert into {table} values ($1, $2)")]
     for i in range(50):
