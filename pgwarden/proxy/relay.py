@@ -185,8 +185,9 @@ class Relay:
         self.up = upstream
         self.sparser = upstream.parser
         self.pending: deque[Pending] = deque()
-        self.drained = asyncio.Event()
-        self.drained.set()
+        # Woken when no reply is outstanding (see _token_expired). A future made only when
+        # waited on: an asyncio.Event is plain Python, cleared and set for every statement.
+        self._drained_waiter: asyncio.Future[None] | None = None
         self.end_reason: str | None = None  # the first reason found wins
         self._refusal_token = "pgwarden_refused_" + secrets.token_hex(8)
         # Client-ordered view: what each name means at the time the client uses it.
@@ -254,8 +255,6 @@ class Relay:
         if self.tally is not None and p.kind in _TIMED:
             p.started = time.perf_counter()
             p.outcome = self._outcome
-        if not self.pending:  # asyncio.Event is plain Python: cleared once, not per message
-            self.drained.clear()
         self.pending.append(p)
 
     # -----------------------------------------------------------------------------------------
@@ -312,8 +311,11 @@ class Relay:
         if out:
             self.server.write(b"".join(out))
             out.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drained.wait(), 300)
+        if self.pending:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drained_waiter = waiter
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, 300)
         await self._fatal(
             "28000", "pgwarden: token expired; reconnect with a fresh token", "token expired"
         )
@@ -705,8 +707,11 @@ class Relay:
                 self._unconfirmed(b"S", p.name, -1)
             elif p.kind == BIND:
                 self._unconfirmed(b"P", p.name, -1)
-        if not self.pending:
-            self.drained.set()
+        waiter = self._drained_waiter
+        if waiter is not None and not self.pending:
+            self._drained_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         return p
 
     def _execute_columns(self) -> bool:

@@ -212,6 +212,26 @@ def test_expiry_mid_session_simple_protocol(gw: RunningGateway) -> None:
     gw.wait_for_sessions(0)
 
 
+def test_expiry_while_a_statement_runs_lets_its_reply_through_first(gw: RunningGateway) -> None:
+    # The next Query arrives after expiry while the one before it still runs: the relay waits
+    # for that reply to reach the client, then ends the session.
+    token = gw.token("alice", ttl=3)
+    exp = token_claims(token)["exp"]
+    assert exp - time.time() > 1.3, "token issued too close to expiry"
+    with wire.RawConn.connect(gw.host, gw.port) as conn:
+        conn.login(user="alice", database="shop", password=token)
+        _wait_until(exp - 1.0)
+        conn.send(wire.query("select 42 from pg_sleep(2)"))
+        _wait_until(exp + 0.3)
+        conn.send(wire.query("select 1"))
+        reply = conn.until_ready(timeout=10)
+        assert wire.rows(reply) == [("42",)]
+        rest = conn.recv_all(timeout=5)
+        assert [m.type for m in rest] == [b"E"], rest
+        assert rest[0].severity == "FATAL" and "expired" in rest[0].message
+    gw.wait_for_sessions(0)
+
+
 def test_expiry_mid_session_extended_protocol(gw: RunningGateway) -> None:
     token = gw.token("alice", ttl=3)
     exp = token_claims(token)["exp"]
