@@ -194,20 +194,39 @@ def test_the_recorded_classification_of_a_shaped_text_is_its_own() -> None:
     assert encoded == canonical_json(classify(shaped.sql).to_dict())
 
 
-def test_a_known_normalized_text_is_classified_without_the_parse_tree(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("skipped", "first", "second", "text"),
+    [
+        # a known normalized text: the tree as JSON is not read
+        (
+            "parse_sql_json",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1; -- a;b",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'; -- a;b",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'",
+        ),
+        # a known integer key: not even normalize runs
+        (
+            "normalize",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;  ",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 98765;  ",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 98765",
+        ),
+    ],
+)
+def test_a_known_text_skips_the_slower_stages(
+    monkeypatch: pytest.MonkeyPatch, skipped: str, first: str, second: str, text: str
 ) -> None:
-    first = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1; -- a;b")
+    known = classify_cached(first)
 
-    def no_tree(sql: str) -> str:
-        raise AssertionError("the parse tree was read for a known normalized text")
+    def must_not_run(sql: str) -> str:
+        raise AssertionError(f"{skipped} ran for a text of a known key")
 
-    monkeypatch.setattr(classifier, "parse_sql_json", no_tree)
-    second = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'; -- a;b")
-    assert second.shape is first
-    assert second.statements[0].text == "SELECT abalance FROM pgbench_accounts WHERE aid = 'x22'"
+    monkeypatch.setattr(classifier, skipped, must_not_run)
+    got = classify_cached(second)
+    assert got.shape is known
+    assert got.statements[0].text == text
     monkeypatch.undo()
-    assert second == classify(second.sql)
+    assert got == classify(got.sql)
 
 
 @pytest.mark.parametrize(
@@ -327,22 +346,6 @@ def test_texts_that_differ_in_integers_get_what_a_full_classification_gives(
         text = template.format(*(integers[(i + k) % len(integers)] for k in range(holes)))
         if classify(text).error is None:
             _same_as_full(text)
-
-
-def test_a_known_integer_key_is_classified_without_normalize(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    first = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 1;  ")
-
-    def no_normalize(sql: str) -> str:
-        raise AssertionError("normalize ran for a text of a known integer key")
-
-    monkeypatch.setattr(classifier, "normalize", no_normalize)
-    second = classify_cached("SELECT abalance FROM pgbench_accounts WHERE aid = 98765;  ")
-    assert second.shape is first
-    assert second.statements[0].text == "SELECT abalance FROM pgbench_accounts WHERE aid = 98765"
-    monkeypatch.undo()
-    assert second == classify(second.sql)
 
 
 @pytest.mark.parametrize(
