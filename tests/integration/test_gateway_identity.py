@@ -6,6 +6,7 @@ counting TCP proxy in front of the database that must not have seen a single con
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,12 +190,19 @@ def _wait_until(deadline: float) -> None:
         time.sleep(delay)
 
 
-def test_expiry_mid_session_simple_protocol(gw: RunningGateway) -> None:
+@contextlib.contextmanager
+def _session_expiring_in_3s(gw: RunningGateway) -> Iterator[tuple[wire.RawConn, float]]:
+    """A raw session whose token expires in 3 s, and that expiry (unix time)."""
     token = gw.token("alice", ttl=3)
     exp = token_claims(token)["exp"]
     assert exp - time.time() > 1.3, "token issued too close to expiry"
     with wire.RawConn.connect(gw.host, gw.port) as conn:
         conn.login(user="alice", database="shop", password=token)
+        yield conn, exp
+
+
+def test_expiry_mid_session_simple_protocol(gw: RunningGateway) -> None:
+    with _session_expiring_in_3s(gw) as (conn, exp):
         assert wire.rows(conn.simple("select 1")) == [("1",)]
         _wait_until(exp - 1.0)
         # Issued before expiry, finishes after it: the statement runs to completion.
@@ -215,11 +223,7 @@ def test_expiry_mid_session_simple_protocol(gw: RunningGateway) -> None:
 def test_expiry_while_a_statement_runs_lets_its_reply_through_first(gw: RunningGateway) -> None:
     # The next Query arrives after expiry while the one before it still runs: the relay waits
     # for that reply to reach the client, then ends the session.
-    token = gw.token("alice", ttl=3)
-    exp = token_claims(token)["exp"]
-    assert exp - time.time() > 1.3, "token issued too close to expiry"
-    with wire.RawConn.connect(gw.host, gw.port) as conn:
-        conn.login(user="alice", database="shop", password=token)
+    with _session_expiring_in_3s(gw) as (conn, exp):
         _wait_until(exp - 1.0)
         conn.send(wire.query("select 42 from pg_sleep(2)"))
         _wait_until(exp + 0.3)

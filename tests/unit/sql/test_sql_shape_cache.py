@@ -31,6 +31,17 @@ def _same_as_full(sql: str) -> None:
     assert classify_cached(sql).statements[0].text == classify(sql).statements[0].text
 
 
+def _each_filling_same_as_full(template: str, values: list[str]) -> None:
+    """Classify ``template`` filled with ``values`` rotated once per value, from a fresh cache
+    (each text after the first finds the first's entries), against a full classification."""
+    cache_clear()
+    holes = template.count("{}")
+    for i in range(len(values)):
+        text = template.format(*(values[(i + k) % len(values)] for k in range(holes)))
+        if classify(text).error is None:
+            _same_as_full(text)
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -88,15 +99,7 @@ _TEMPLATES = [
 def test_texts_of_one_shape_get_what_a_full_classification_gives(
     template: str, constants: list[str]
 ) -> None:
-    cache_clear()
-    holes = template.count("{}")
-    texts = [
-        template.format(*(constants[(i + k) % len(constants)] for k in range(holes)))
-        for i in range(len(constants))
-    ]
-    for text in texts:
-        if classify(text).error is None:
-            _same_as_full(text)
+    _each_filling_same_as_full(template, constants)
 
 
 def test_plain_writes_of_a_known_shape_are_reused() -> None:
@@ -340,12 +343,7 @@ _INTEGERS = st.one_of(
 def test_texts_that_differ_in_integers_get_what_a_full_classification_gives(
     template: str, integers: list[str]
 ) -> None:
-    cache_clear()
-    holes = template.count("{}")
-    for i in range(len(integers)):
-        text = template.format(*(integers[(i + k) % len(integers)] for k in range(holes)))
-        if classify(text).error is None:
-            _same_as_full(text)
+    _each_filling_same_as_full(template, integers)
 
 
 @pytest.mark.parametrize(
