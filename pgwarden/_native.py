@@ -20,7 +20,8 @@ give their constant ``code`` and ``type`` as properties. A Python class cannot s
 compiled one (its first instance raises TypeError): subclasses live in their base's module, and
 ``Hold`` is a protocol (tests/unit/test_native.py checks the rule). Compiled code also checks
 declared types at run time, so a sentinel must have the declared type (``classify``'s shape
-cache catches KeyError).
+cache catches KeyError). Module constants the compiled functions read are ``Final``: otherwise
+each use is a dictionary look-up (tests/unit/test_native.py checks it).
 """
 
 from __future__ import annotations

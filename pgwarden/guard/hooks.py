@@ -47,10 +47,10 @@ from pgwarden.recording import ApprovalEvent, encode_params
 from pgwarden.sql import Classification, PreparedRegistry, classify_cached
 from pgwarden.sql.functions import may_be_users
 
-log = logging.getLogger("pgwarden.guard")
+log: Final = logging.getLogger("pgwarden.guard")
 
-_MODIFYING = frozenset({"update", "delete", "merge"})
-_DECISIONS_KEPT = 1024
+_MODIFYING: Final = frozenset({"update", "delete", "merge"})
+_DECISIONS_KEPT: Final = 1024
 
 
 class Judgement:
@@ -65,12 +65,12 @@ class Judgement:
 
 # Settings that change how the server reads SQL text or compares values: with them the
 # server could run something other than what the gateway classified.
-_PINNED = {
+_PINNED: Final = {
     "standard_conforming_strings": {"on", "true", "yes", "1"},
     "transform_null_equals": {"off", "false", "no", "0"},
     "backslash_quote": {"safe_encoding", "off", "false", "no", "0"},
 }
-_PINNED_NAMES = re.compile(
+_PINNED_NAMES: Final = re.compile(
     r"standard_conforming_strings|transform_null_equals|backslash_quote|client_encoding"
     r"|pgwarden\s*\"?\s*\.\s*\"?session_id",
     re.IGNORECASE,
@@ -103,15 +103,15 @@ def _gateway_owned(c: Classification) -> str | None:
 
 
 _T = TypeVar("_T")
-_PREPARE_BODY = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
+_PREPARE_BODY: Final = re.compile(r"\s*prepare\s+\S+?(?:\s*\(.*?\))?\s+as\s+(.*)", re.I | re.S)
 
 
 # What an operator's name is made of (PostgreSQL's CREATE OPERATOR).
-_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+_OPERATOR_CHARS: Final = frozenset("+-*/<>=~!@#%^&|`?")
 # OIDs below this are PostgreSQL's own objects (FirstNormalObjectId).
-_FIRST_USER_OID = 16384
+_FIRST_USER_OID: Final = 16384
 # Statement kinds that evaluate no expression of the client's (so run no cast).
-_NO_EXPRESSIONS = frozenset(
+_NO_EXPRESSIONS: Final = frozenset(
     {
         "begin", "commit", "rollback", "savepoint", "release", "rollback_to",
         "prepare_transaction", "commit_prepared", "rollback_prepared",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Final
 
 from pgwarden.guard.catalog import LOOKUP_FAILURES, Catalog
 from pgwarden.masking import NO_COUNTS, CopyMasker, Masker, MaskingFailure, RowMasker
@@ -39,11 +40,11 @@ from pgwarden.protocol.messages import (
 )
 from pgwarden.sql import Classification, CopyOptions
 
-log = logging.getLogger("pgwarden.masking")
+log: Final = logging.getLogger("pgwarden.masking")
 
-_ROW_MASKERS = 256  # distinct result shapes remembered per session
+_ROW_MASKERS: Final = 256  # distinct result shapes remembered per session
 # Replies that carry no value: passed as they are, before the checks for those that do.
-_NO_VALUES = frozenset({CommandComplete, RowDescription})
+_NO_VALUES: Final = frozenset({CommandComplete, RowDescription})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class MaskingScope:
         self.refusal = refusal
 
 
-_COPIES = frozenset({"copy_to", "copy_from"})
+_COPIES: Final = frozenset({"copy_to", "copy_from"})
 
 
 def plain_scope(c: Classification) -> MaskingScope | None:

@@ -68,14 +68,14 @@ from pgwarden.recording.canonical import canonical_json
 from pgwarden.sql import Classification
 from pgwarden.store import SessionRecord, Store
 
-log = logging.getLogger("pgwarden.recorder")
+log: Final = logging.getLogger("pgwarden.recorder")
 
 GATEWAY_INSTANCE = secrets.token_hex(6)
-_CLAIMS_KEPT = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "email", "name")
+_CLAIMS_KEPT: Final = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "email", "name")
 
 
 #: the statement kinds ``apply_settings`` acts on
-_CONTEXT_KINDS = frozenset({"begin", "commit", "rollback", "set", "reset"})
+_CONTEXT_KINDS: Final = frozenset({"begin", "commit", "rollback", "set", "reset"})
 
 
 def changes_context(c: Classification) -> bool:
@@ -158,21 +158,21 @@ def mask_params(masker: Masker, params: Sequence[Any], counts: Counter[str]) -> 
 # whichever comes first, and at the end. The 5 s bound is what limits the unsigned tail of a
 # live recording; counting events only matters for busy sessions, where every 100 events cost
 # a few percent of the statement path.
-CHECKPOINT_EVERY = 1000
+CHECKPOINT_EVERY: Final = 1000
 
-_DICTS: dict[int, tuple[Classification, dict[str, Any], bytes | None]] = {}
+_DICTS: Final[dict[int, tuple[Classification, dict[str, Any], bytes | None]]] = {}
 # Replies that carry nothing for the recording and are never masked: one per statement at least
 # (ReadyForQuery), skipped before the per-type checks.
-_NOTHING_TO_RECORD = frozenset(
+_NOTHING_TO_RECORD: Final = frozenset(
     {ReadyForQuery, ParseComplete, BindComplete, CloseComplete, NoData, ParameterDescription}
 )
-_DICTS_KEPT = 4096
+_DICTS_KEPT: Final = 4096
 # Replies that end a result: the result event is written when one is recorded.
-_RESULT_ENDS = frozenset({CommandComplete, EmptyQueryResponse, PortalSuspended})
-_OUTCOMES = {"allow": "allowed", "deny": "denied", "review": "reviewed"}
+_RESULT_ENDS: Final = frozenset({CommandComplete, EmptyQueryResponse, PortalSuspended})
+_OUTCOMES: Final = {"allow": "allowed", "deny": "denied", "review": "reviewed"}
 
 
-_RECORDED: dict[int, tuple[Decision, RecordedDecision]] = {}
+_RECORDED: Final[dict[int, tuple[Decision, RecordedDecision]]] = {}
 
 
 def _recorded_decision(d: Decision) -> RecordedDecision:
@@ -218,9 +218,9 @@ def _classification_dict(c: Classification) -> tuple[dict[str, Any], bytes | Non
 # one, ``estimate_sql``): another text of the shape is encoded by joining the pieces with it.
 # The stand-in holds NUL, which no statement text can (PostgreSQL's protocol ends a text at
 # NUL), so it is found nowhere else.
-_MARK = "\x00pgwarden:text\x00"
-_MARK_JSON = canonical_json(_MARK)
-_TEMPLATES: dict[int, tuple[Classification, list[bytes] | None]] = {}
+_MARK: Final = "\x00pgwarden:text\x00"
+_MARK_JSON: Final = canonical_json(_MARK)
+_TEMPLATES: Final[dict[int, tuple[Classification, list[bytes] | None]]] = {}
 
 
 def _retexted(base: dict[str, Any], text: str, estimate_sql: str | None) -> dict[str, Any]:
@@ -261,7 +261,7 @@ def _columns(desc: RowDescription) -> tuple[list[Column], bytes]:
     return cols, _COLUMNS[id(desc)][2]
 
 
-_COLUMNS: dict[int, tuple[RowDescription, list[Column], bytes]] = {}
+_COLUMNS: Final[dict[int, tuple[RowDescription, list[Column], bytes]]] = {}
 
 
 class SessionRecorder:

@@ -1055,7 +1055,7 @@ def _rebuilt(msg: DataRow, row: _RowEdits) -> DataRow:
     return DataRow.build(values)
 
 
-_GENERIC_PLANS: dict[int, ColumnPlan] = {}
+_GENERIC_PLANS: Final[dict[int, ColumnPlan]] = {}
 
 
 def _generic_plan(i: int) -> ColumnPlan:

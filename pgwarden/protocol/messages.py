@@ -13,18 +13,19 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from pgwarden.protocol.errors import ProtocolError, Side
 
-PROTOCOL_V3 = 196608  # 3.0
-SSL_REQUEST_CODE = 80877103
-GSSENC_REQUEST_CODE = 80877104
-CANCEL_REQUEST_CODE = 80877102
+PROTOCOL_V3: Final = 196608  # 3.0
+SSL_REQUEST_CODE: Final = 80877103
+GSSENC_REQUEST_CODE: Final = 80877104
+CANCEL_REQUEST_CODE: Final = 80877102
 
-_I32 = struct.Struct("!i")
-_I16 = struct.Struct("!h")
-_U32 = struct.Struct("!I")  # OIDs are unsigned
-_U16 = struct.Struct("!H")  # counts are unsigned: up to 65535 parameters
+_I32: Final = struct.Struct("!i")
+_I16: Final = struct.Struct("!h")
+_U32: Final = struct.Struct("!I")  # OIDs are unsigned
+_U16: Final = struct.Struct("!H")  # counts are unsigned: up to 65535 parameters
 _HEADER = struct.Struct("!ci")
 
 # The messages every statement carries (a query and its replies, the extended protocol's five
@@ -32,7 +33,7 @@ _HEADER = struct.Struct("!ci")
 # native code, about half what the generated one costs interpreted; frozen dataclasses must
 # set fields this way. tests/unit/protocol/test_protocol_messages_init.py checks each sets
 # every field.
-_set = object.__setattr__
+_set: Final = object.__setattr__
 
 
 def frame(code: bytes, body: bytes = b"") -> bytes:
@@ -519,14 +520,14 @@ class AuthResponse(Message):
 # ---------------------------------------------------------------------------------------------
 # Backend (server -> client) messages
 
-AUTH_OK = 0
-AUTH_KERBEROS_V5 = 2
-AUTH_CLEARTEXT = 3
-AUTH_MD5 = 5
-AUTH_GSS = 7
+AUTH_OK: Final = 0
+AUTH_KERBEROS_V5: Final = 2
+AUTH_CLEARTEXT: Final = 3
+AUTH_MD5: Final = 5
+AUTH_GSS: Final = 7
 AUTH_GSS_CONTINUE = 8
-AUTH_SSPI = 9
-AUTH_SASL = 10
+AUTH_SSPI: Final = 9
+AUTH_SASL: Final = 10
 AUTH_SASL_CONTINUE = 11
 AUTH_SASL_FINAL = 12
 
@@ -773,7 +774,7 @@ class NoticeResponse(_FieldsMessage):
         return cls(frame(b"N", _encode_fields(fields)), dict(fields))
 
 
-_FIELD_NAMES = {"detail": "D", "hint": "H", "position": "P", "where": "W", "routine": "R"}
+_FIELD_NAMES: Final = {"detail": "D", "hint": "H", "position": "P", "where": "W", "routine": "R"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -895,7 +896,7 @@ class Column:
     format: int
 
 
-_COLUMN = struct.Struct("!IhIhih")  # table OID, attnum, type OID, size, typmod, format
+_COLUMN: Final = struct.Struct("!IhIhih")  # table OID, attnum, type OID, size, typmod, format
 
 
 @dataclass(frozen=True, slots=True)
@@ -1145,7 +1146,7 @@ def _dec_row_description(raw: bytes, r: _Reader) -> Message:
     return RowDescription(raw, tuple(cols))
 
 
-FRONTEND_DECODERS: dict[bytes, _Decoder] = {
+FRONTEND_DECODERS: Final[dict[bytes, _Decoder]] = {
     b"Q": _dec_query,
     b"P": _dec_parse,
     b"B": _dec_bind,
@@ -1162,7 +1163,7 @@ FRONTEND_DECODERS: dict[bytes, _Decoder] = {
     b"p": _dec_opaque(AuthResponse),
 }
 
-BACKEND_DECODERS: dict[bytes, _Decoder] = {
+BACKEND_DECODERS: Final[dict[bytes, _Decoder]] = {
     b"R": _dec_auth,
     b"K": _dec_key,
     b"1": _dec_empty(ParseComplete),
@@ -1204,7 +1205,7 @@ def decode(side: Side, raw: bytes, encoding: str = "utf-8") -> Message:
     return dec(raw, _Reader(raw[5:], side, _NAMES.get((side, code), "message"), encoding))
 
 
-_NAMES = {
+_NAMES: Final = {
     ("client", b"Q"): "Query", ("client", b"P"): "Parse", ("client", b"B"): "Bind",
     ("client", b"E"): "Execute", ("client", b"D"): "Describe", ("client", b"C"): "Close",
     ("client", b"f"): "CopyFail", ("client", b"F"): "FunctionCall",

@@ -17,25 +17,27 @@ is also what lets the reader run compiled (pgwarden._native): mypyc indexes and 
 
 from __future__ import annotations
 
+from typing import Final
+
 from pgwarden.protocol.errors import ProtocolError, Side
 from pgwarden.protocol.messages import CopyData, Message, MessagePart, decode, decode_startup
 
-MAX_STARTUP_PACKET = 10_000
-DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
-_STREAMABLE = {"client": frozenset({0x64}), "server": frozenset({0x64, 0x44})}  # d, D
+MAX_STARTUP_PACKET: Final = 10_000
+DEFAULT_MAX_MESSAGE: Final = 64 * 1024 * 1024
+_STREAMABLE: Final = {"client": frozenset({0x64}), "server": frozenset({0x64, 0x44})}  # d, D
 
 
-_SMALL: dict[str, dict[bytes, Message]] = {"client": {}, "server": {}}
+_SMALL: Final[dict[str, dict[bytes, Message]]] = {"client": {}, "server": {}}
 # Messages that come back byte for byte with every execution of a statement: its
 # RowDescription, its CommandComplete tag, the client's Parse, Describe and Execute. Decoded
 # once per distinct bytes (and client encoding, which names are decoded with).
-_REPEATING = {
+_REPEATING: Final = {
     "server": frozenset({0x54, 0x43, 0x74, 0x6E}),  # T, C, t, n
     "client": frozenset({0x50, 0x44, 0x45}),  # P, D, E
 }
-_REPEATED: dict[tuple[str, str, bytes], Message] = {}
-_REPEATED_MAX_BYTES = 2048
-_REPEATED_KEPT = 4096
+_REPEATED: Final[dict[tuple[str, str, bytes], Message]] = {}
+_REPEATED_MAX_BYTES: Final = 2048
+_REPEATED_KEPT: Final = 4096
 
 
 def _int32(buf: bytes, at: int) -> int:

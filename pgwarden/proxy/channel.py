@@ -16,11 +16,11 @@ its end of file and its error.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 #: Bytes kept for the relay before the transport stops reading from the socket (backpressure
 #: towards the peer); it reads again once the relay has taken them.
-READ_LIMIT = 256 * 1024
+READ_LIMIT: Final = 256 * 1024
 
 
 class Channel:

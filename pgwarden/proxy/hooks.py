@@ -34,7 +34,7 @@ class Hold(Protocol):
     async def withdraw(self, reason: str) -> None: ...
 
 
-VERDICT_FIELDS = ("action", "message", "sqlstate", "rule", "rewrite", "ref", "hold")
+VERDICT_FIELDS: Final = ("action", "message", "sqlstate", "rule", "rewrite", "ref", "hold")
 
 
 class Verdict:
@@ -99,7 +99,7 @@ class Verdict:
         )
 
 
-ALLOW = Verdict("allow")
+ALLOW: Final = Verdict("allow")
 
 
 class EndSession(Exception):

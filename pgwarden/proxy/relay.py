@@ -74,18 +74,27 @@ if TYPE_CHECKING:
     from pgwarden.metrics import Metrics
     from pgwarden.proxy.upstream import Upstream
 
-log = logging.getLogger("pgwarden.relay")
+log: Final = logging.getLogger("pgwarden.relay")
 
 # Pending kinds
-PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, SYNC, QUERY, INJECTED_EXT, INJECTED_SIMPLE = range(9)
-_EXTENDED = frozenset({PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, INJECTED_EXT})
-_TIMED = frozenset({QUERY, EXECUTE, INJECTED_EXT, INJECTED_SIMPLE})  # one per statement
+# Final: compiled, a module constant that is not Final is a dictionary look-up at every use
+PARSE: Final = 0
+BIND: Final = 1
+DESCRIBE: Final = 2
+CLOSE: Final = 3
+EXECUTE: Final = 4
+SYNC: Final = 5
+QUERY: Final = 6
+INJECTED_EXT: Final = 7
+INJECTED_SIMPLE: Final = 8
+_EXTENDED: Final = frozenset({PARSE, BIND, DESCRIBE, CLOSE, EXECUTE, INJECTED_EXT})
+_TIMED: Final = frozenset({QUERY, EXECUTE, INJECTED_EXT, INJECTED_SIMPLE})  # one per statement
 # isinstance() tuples: `A | B` in the call builds a union object every time (per message)
-_PASSED_AS_IS = (CopyData, MessagePart)
-_COPY_IN_ENDS = (CopyDone, CopyFail)
-_RESULT_ENDS = (CommandComplete, EmptyQueryResponse, PortalSuspended)
+_PASSED_AS_IS: Final = (CopyData, MessagePart)
+_COPY_IN_ENDS: Final = (CopyDone, CopyFail)
+_RESULT_ENDS: Final = (CommandComplete, EmptyQueryResponse, PortalSuspended)
 
-_SHOW_SESSION_ID = re.compile(
+_SHOW_SESSION_ID: Final = re.compile(
     r"""^\s*show\s+(?:pgwarden\.session_id|"pgwarden\.session_id"|"pgwarden"\."session_id")\s*;?\s*$""",
     re.IGNORECASE,
 )

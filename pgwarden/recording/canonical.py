@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -59,9 +59,9 @@ __all__ = [
 ZERO_HASH = "0" * 64
 HASH_KEY = "hash"
 
-_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_SORTED = orjson.OPT_SORT_KEYS
+_SUFFIX: Final = re.compile(rb',"hash":"([0-9a-f]{64})"\}\Z')
+_HEX64: Final = re.compile(r"[0-9a-f]{64}\Z")
+_SORTED: Final = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -83,8 +83,8 @@ def is_hex_hash(value: object) -> bool:
 
 # Digests this process computed, hex -> bytes: the next event's ``prev`` is almost always the
 # digest just computed, which needs neither the format check nor the hex decoding again.
-_COMPUTED: dict[str, bytes] = {}
-_COMPUTED_KEPT = 1024
+_COMPUTED: Final[dict[str, bytes]] = {}
+_COMPUTED_KEPT: Final = 1024
 
 
 def chain_hash(prev: str, body: bytes) -> str:

@@ -30,18 +30,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 __all__ = ["READ_ONLY_KEYS", "ContextState", "StatementContext", "parse_sqlcommenter"]
 
-READ_ONLY_KEYS = frozenset({"session_id"})  # SHOW pgwarden.session_id: set by the gateway
-PREFIX = "pgwarden."
+READ_ONLY_KEYS: Final = frozenset({"session_id"})  # SHOW pgwarden.session_id: set by the gateway
+PREFIX: Final = "pgwarden."
 
-_DOLLAR = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
-_IDENT_CHARS = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]+")
-_PAIR = re.compile(r"\s*((?:[^=,'\\\s]|\\.)+)\s*=\s*'((?:[^'\\]|\\.)*)'\s*(,|\Z)", re.DOTALL)
-_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_DOLLAR: Final = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_IDENT_CHARS: Final = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]+")
+_PAIR: Final = re.compile(r"\s*((?:[^=,'\\\s]|\\.)+)\s*=\s*'((?:[^'\\]|\\.)*)'\s*(,|\Z)", re.DOTALL)
+_UNESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _skip_string(sql: str, i: int, backslash: bool) -> int:

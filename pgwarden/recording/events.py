@@ -58,7 +58,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from pgwarden.recording.canonical import canonical_json
 
@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-DEFAULT_RESULT_ROW_CAP = 1000
+DEFAULT_RESULT_ROW_CAP: Final = 1000
 
 ENVELOPE_KEYS = frozenset({"v", "session", "seq", "ts", "type", "prev", "hash", "enc"})
 EVENT_TYPES = frozenset(
@@ -112,7 +112,7 @@ EVENT_TYPES = frozenset(
 ApprovalState = Literal["requested", "approved", "denied", "expired", "withdrawn"]
 
 # Claims worth keeping as evidence of who connected; everything else in a token is left out.
-CLAIMS_USED = (
+CLAIMS_USED: Final = (
     "iss",
     "sub",
     "aud",
@@ -134,7 +134,7 @@ CLAIMS_USED = (
 # timestamps
 
 
-_SECOND: list[tuple[int, str]] = [(-1, "")]  # last whole second, formatted
+_SECOND: Final[list[tuple[int, str]]] = [(-1, "")]  # last whole second, formatted
 
 
 def format_ts(t: float) -> str:
@@ -367,8 +367,8 @@ class Decision:
         return {"action": self.action, "rule": self.rule, "reason": self.reason, "mode": self.mode}
 
 
-_DECISION_JSON: dict[int, tuple[Decision, bytes | None]] = {}
-_DECISION_JSON_KEPT = 4096
+_DECISION_JSON: Final[dict[int, tuple[Decision, bytes | None]]] = {}
+_DECISION_JSON_KEPT: Final = 4096
 
 
 def _decision_json(d: Decision) -> bytes:
@@ -403,8 +403,8 @@ def _rows_as_lists(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
     return [list(r) for r in rows]
 
 
-_V = b"%d" % FORMAT_VERSION
-_PROTOCOLS = {"simple": b'"simple"', "extended": b'"extended"'}
+_V: Final = b"%d" % FORMAT_VERSION
+_PROTOCOLS: Final = {"simple": b'"simple"', "extended": b'"extended"'}
 
 
 # StatementEvent and ResultEvent are built for every statement and encoded at once: plain
@@ -726,7 +726,7 @@ class SessionEnd:
 # results
 
 
-_EMPTY_DIGEST = "sha256:" + hashlib.sha256().hexdigest()
+_EMPTY_DIGEST: Final = "sha256:" + hashlib.sha256().hexdigest()
 
 
 class ResultBuilder:

@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from pgwarden.recording.canonical import ZERO_HASH, canonical_json, seal_object
 from pgwarden.recording.codec import encode_event, iter_lines, parse_line
@@ -84,12 +84,12 @@ __all__ = [
     "recover_session",
 ]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 Durability = Literal["write", "fsync"]
 
 # Event types that encode their own plain body (see StatementEvent.plain_body).
-_PLAIN = frozenset({StatementEvent, ResultEvent})
+_PLAIN: Final = frozenset({StatementEvent, ResultEvent})
 
 
 class Written(NamedTuple):

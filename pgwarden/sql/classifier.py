@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from pglast import parse_plpgsql
 from pglast.parser import normalize, parse_sql_json
@@ -48,22 +48,24 @@ __all__ = [
 ]
 
 #: How many classifications ``classify_cached`` keeps (least recently used are dropped).
-CACHE_MAX_ENTRIES = 4096
+CACHE_MAX_ENTRIES: Final = 4096
 #: Longer statements are classified every time rather than kept in the cache.
-CACHE_MAX_SQL_LENGTH = 64 * 1024
+CACHE_MAX_SQL_LENGTH: Final = 64 * 1024
 #: How deep SQL found inside strings (function bodies, DO blocks, dynamic SQL) is followed.
-MAX_NESTED_PARSE_DEPTH = 8
+MAX_NESTED_PARSE_DEPTH: Final = 8
 
 #: Procedural languages whose functions cannot reach outside the database.
-TRUSTED_LANGUAGES = frozenset({"sql", "plpgsql", "plperl", "pltcl", "plv8", "pllua", "plrust"})
+TRUSTED_LANGUAGES: Final = frozenset(
+    {"sql", "plpgsql", "plperl", "pltcl", "plv8", "pllua", "plrust"}
+)
 
-_TABLE_LIKE = frozenset(
+_TABLE_LIKE: Final = frozenset(
     {"table", "view", "materialized_view", "foreign_table", "sequence", "index", "temp_table"}
 )
 #: Statements that can be put after EXPLAIN as they are, for a row estimate.
-_ESTIMATE_AS_IS = frozenset({"select", "insert", "update", "delete", "merge", "execute"})
+_ESTIMATE_AS_IS: Final = frozenset({"select", "insert", "update", "delete", "merge", "execute"})
 
-_TRANSACTION_KINDS = {
+_TRANSACTION_KINDS: Final = {
     "TRANS_STMT_BEGIN": "begin",
     "TRANS_STMT_START": "begin",
     "TRANS_STMT_COMMIT": "commit",
@@ -947,12 +949,12 @@ class _Walker:
 
 
 #: Nodes with no table, function or statement below them.
-_LEAVES = frozenset(
+_LEAVES: Final = frozenset(
     {"A_Const", "ColumnRef", "String", "ParamRef", "Integer", "Float", "Boolean", "BitString",
      "A_Star", "SQLValueFunction", "TypeName", "RoleSpec", "Alias"}
 )  # fmt: skip
 
-_DEFINE_TYPE_OPTIONS = frozenset(
+_DEFINE_TYPE_OPTIONS: Final = frozenset(
     {"leftarg", "rightarg", "basetype", "stype", "mstype", "element", "commutator", "negator"}
 )
 
@@ -972,7 +974,7 @@ def _simple(kind: str, object_type: str | None = None) -> Handler:
     return handler
 
 
-_HANDLERS: dict[str, Handler] = {
+_HANDLERS: Final[dict[str, Handler]] = {
     "RangeVar": _Walker.v_range_var,
     "FuncCall": _Walker.v_func_call,
     "SelectStmt": _Walker.v_select,
@@ -1105,7 +1107,7 @@ def _flatten(value: Any) -> Iterator[Any]:
         yield value
 
 
-_DYNAMIC_KEYS = {
+_DYNAMIC_KEYS: Final = {
     ("PLpgSQL_stmt_dynexecute", "query"),
     ("PLpgSQL_stmt_dynfors", "query"),
     ("PLpgSQL_stmt_open", "dynquery"),
@@ -1133,7 +1135,7 @@ def _plpgsql_exprs(tree: Any) -> Iterator[tuple[str, int, bool]]:
                     stack.append((v, stmt_type, k))
 
 
-_ASSIGNMENT = re.compile(r"^\s*[^:=]+?\s*(?::=|=)\s*", re.DOTALL)
+_ASSIGNMENT: Final = re.compile(r"^\s*[^:=]+?\s*(?::=|=)\s*", re.DOTALL)
 
 
 def _strip_assignment(query: str) -> str:
@@ -1250,19 +1252,19 @@ def classify(sql: object, tree_json: str | None = None) -> Classification:
 # Constants as libpg_query writes them in JSON: {"A_Const":{"ival":{"ival":5},"location":9}}.
 # The patterns cannot match inside a JSON string: there every quote is escaped, and each
 # pattern needs an unescaped quote right before its colon.
-_CONST_VALUE = re.compile(
+_CONST_VALUE: Final = re.compile(
     r'"A_Const":\{"(ival|fval|sval|bsval|boolval)":\{(?:"\w+":(?:"(?:[^"\\]|\\.)*"|[^{}",]*))?\}'
 )
 # Positions are left out when zero: they are removed, not zeroed, so both forms agree.
-_POSITION_AFTER = re.compile(r',"(?:location|stmt_location|stmt_len)":-?\d+')
-_POSITION_FIRST = re.compile(r'\{"(?:location|stmt_location|stmt_len)":-?\d+,?')
-_STMT_LOCATION = re.compile(r'"stmt_location":(\d+)')
-_STMT_LEN = re.compile(r'"stmt_len":(\d+)')
-_SHAPES_KEPT = 4096
-_SHAPES: dict[str, Classification | None] = {}  # shape -> first classification, or None
+_POSITION_AFTER: Final = re.compile(r',"(?:location|stmt_location|stmt_len)":-?\d+')
+_POSITION_FIRST: Final = re.compile(r'\{"(?:location|stmt_location|stmt_len)":-?\d+,?')
+_STMT_LOCATION: Final = re.compile(r'"stmt_location":(\d+)')
+_STMT_LEN: Final = re.compile(r'"stmt_len":(\d+)')
+_SHAPES_KEPT: Final = 4096
+_SHAPES: Final[dict[str, Classification | None]] = {}  # shape -> first classification, or None
 
 
-_BLANK_CONSTS = {
+_BLANK_CONSTS: Final = {
     kind: f'"A_Const":{{"{kind}":{{}}' for kind in ("ival", "fval", "sval", "bsval", "boolval")
 }
 
@@ -1280,8 +1282,8 @@ def shape_of(tree_json: str) -> str:
     return _POSITION_FIRST.sub("{", _POSITION_AFTER.sub("", blanked))
 
 
-_REUSABLE_KINDS = frozenset({"select", "insert", "update", "delete"})
-_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
+_REUSABLE_KINDS: Final = frozenset({"select", "insert", "update", "delete"})
+_COMPARISONS: Final = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
 
 
 def _shape_reusable(c: Classification, tree_json: str) -> bool:
@@ -1357,8 +1359,8 @@ def _where_ignores_constants(where: Any) -> bool:
 # Each entry keeps where the statement's text starts and how many bytes follow its end (the
 # semicolon, spaces, a trailing comment): neither can hold a constant, so the same offsets
 # cut the statement out of any text with that normalized text.
-_NORMALIZED_KEPT = 4096
-_NORMALIZED: dict[str, tuple[Classification, int, int]] = {}  # -> (first, start, tail or -1)
+_NORMALIZED_KEPT: Final = 4096
+_NORMALIZED: Final[dict[str, tuple[Classification, int, int]]] = {}  # -> (first, start, tail or -1)
 
 
 # -- the integer key --------------------------------------------------------------------------
@@ -1414,8 +1416,8 @@ def integer_key(sql: str) -> tuple[str, int]:
     return "".join(parts), count
 
 
-_KEYED_KEPT = 4096
-_KEYED: dict[str, tuple[Classification, int, int]] = {}
+_KEYED_KEPT: Final = 4096
+_KEYED: Final[dict[str, tuple[Classification, int, int]]] = {}
 
 
 def _keep_key(key: str, normalized: str, entry: tuple[Classification, int, int]) -> None:

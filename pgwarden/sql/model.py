@@ -66,7 +66,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "FLAGS",
@@ -142,8 +142,8 @@ FLAGS: frozenset[str] = frozenset(
 #: Higher is worse; used to summarise several WHEREs into one.
 WHERE_SEVERITY: dict[str, int] = {"present": 0, "tautology": 1, "absent": 2}
 
-_WHERE_KINDS = frozenset({"update", "delete"})
-_CHANGES_USER = frozenset({"set_role", "set_session_authorization"})
+_WHERE_KINDS: Final = frozenset({"update", "delete"})
+_CHANGES_USER: Final = frozenset({"set_role", "set_session_authorization"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +227,7 @@ def _worst_where(wheres: frozenset[str]) -> Where | None:
 
 
 #: This module runs compiled (pgwarden._native): a compiled function has no code object.
-_COMPILED = not hasattr(_worst_where, "__code__")
+_COMPILED: Final = not hasattr(_worst_where, "__code__")
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,8 +454,8 @@ class Classification:
         }
 
 
-_copy_statement = _slot_copier(StatementInfo)
-_copy_classification = _slot_copier(Classification)
+_copy_statement: Final = _slot_copier(StatementInfo)
+_copy_classification: Final = _slot_copier(Classification)
 
 
 def _native_retexted(

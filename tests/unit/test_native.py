@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -159,3 +160,48 @@ def test_no_interpreted_class_subclasses_a_compiled_one() -> None:
             if bases:
                 offenders.append(f"{cls.__module__}.{cls.__qualname__} <- {bases[0].__qualname__}")
     assert offenders == []
+
+
+def _module_constants(tree: ast.Module) -> set[str]:
+    """Names a module binds at its top level by plain assignment, without ``Final``."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names |= {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if "Final" not in ast.unparse(node.annotation):
+                names.add(node.target.id)
+    return names
+
+
+def _read_at_run_time(tree: ast.Module) -> set[str]:
+    """Names read inside the module's functions, annotations left out."""
+    annotations: set[int] = set()
+    for node in ast.walk(tree):
+        for ann in (
+            getattr(node, "annotation", None),
+            getattr(node, "returns", None),
+        ):
+            if isinstance(ann, ast.AST):
+                annotations |= {id(n) for n in ast.walk(ann)}
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+                    if id(n) not in annotations:
+                        read.add(n.id)
+    return read
+
+
+def test_compiled_modules_read_only_final_module_constants() -> None:
+    # Compiled, a module-level name that is not Final is a dictionary look-up at every use
+    # (~25 ns); a Final one is a C static or inlined. The data path reads its constants and
+    # caches for every message and statement.
+    found = {}
+    for module in _native.MODULES:
+        tree = ast.parse(module_file(PACKAGE, module).read_text("utf-8"))
+        slow = _module_constants(tree) & _read_at_run_time(tree)
+        if slow:
+            found[module] = sorted(slow)
+    assert found == {}

@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from pgwarden.recording.storage.base import RecordingNotFound, StorageError, check_session_id
 
 __all__ = ["SUFFIX", "LocalFileStorage"]
 
-SUFFIX = ".jsonl"
-SYNC_THREADS = 8  # fdatasync calls in flight at once in a group-commit round
+SUFFIX: Final = ".jsonl"
+SYNC_THREADS: Final = 8  # fdatasync calls in flight at once in a group-commit round
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_datasync = getattr(os, "fdatasync", os.fsync)
+_datasync: Final = getattr(os, "fdatasync", os.fsync)
 
 
 class LocalFileStorage:
