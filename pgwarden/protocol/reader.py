@@ -47,6 +47,23 @@ def _int32(buf: bytes, at: int) -> int:
 
 
 class MessageReader:
+    __slots__ = (
+        "_buf",
+        "_more",
+        "_more_len",
+        "_pos",
+        "_repeating",
+        "_small",
+        "_stream_code",
+        "_stream_left",
+        "_stream_total",
+        "encoding",
+        "max_message",
+        "run_messages",
+        "side",
+        "startup",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -226,11 +243,9 @@ class MessageReader:
         return decode_startup(raw, self.encoding)
 
     def _next_part(self, *, first: bool) -> MessagePart | None:
-        avail = self._gather(1)
+        avail = self._gather(self.buffered)  # a part takes all there is (up to the message's end)
         if avail == 0:
             return None
-        if self._more_len:  # a part takes everything there is (up to the message's end)
-            avail = self._gather(avail + self._more_len)
         n = min(avail, self._stream_left)
         data = self._buf[self._pos : self._pos + n]
         self._pos += n
