@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pgwarden.protocol.errors import ProtocolError, Side
+from pgwarden.protocol.frozen import assign_in_init
 
 PROTOCOL_V3: Final = 196608  # 3.0
 SSL_REQUEST_CODE: Final = 80877103
@@ -29,11 +30,9 @@ _U16: Final = struct.Struct("!H")  # counts are unsigned: up to 65535 parameters
 _HEADER = struct.Struct("!ci")
 
 # The messages every statement carries (a query and its replies, the extended protocol's five
-# and theirs) write their own __init__ (dataclass init=False) of _set calls: compiled, it is
-# native code, about half what the generated one costs interpreted; frozen dataclasses must
-# set fields this way. tests/unit/protocol/test_protocol_messages_init.py checks each sets
-# every field.
-_set: Final = object.__setattr__
+# and theirs) write their own __init__ (dataclass init=False) of plain assignments: compiled,
+# each is a native store (pgwarden.protocol.frozen lets them run interpreted too: OWN_INIT).
+# tests/unit/protocol/test_protocol_messages_init.py checks each sets every field.
 
 
 def frame(code: bytes, body: bytes = b"") -> bytes:
@@ -246,7 +245,7 @@ def decode_startup(raw: bytes, encoding: str = "utf-8") -> Message:
 # Frontend (client -> server) messages
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Query(Message):
     @property
     def code(self) -> bytes:
@@ -255,15 +254,15 @@ class Query(Message):
     sql: str = ""
 
     def __init__(self, raw: bytes, sql: str = "") -> None:
-        _set(self, "raw", raw)
-        _set(self, "sql", sql)
+        self.raw = raw  # type: ignore[misc]
+        self.sql = sql  # type: ignore[misc]
 
     @classmethod
     def build(cls, sql: str, encoding: str = "utf-8") -> Query:
         return cls(frame(b"Q", cstr(sql, encoding)), sql)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Parse(Message):
     @property
     def code(self) -> bytes:
@@ -276,10 +275,10 @@ class Parse(Message):
     def __init__(
         self, raw: bytes, name: str = "", sql: str = "", param_types: tuple[int, ...] = ()
     ) -> None:
-        _set(self, "raw", raw)
-        _set(self, "name", name)
-        _set(self, "sql", sql)
-        _set(self, "param_types", param_types)
+        self.raw = raw  # type: ignore[misc]
+        self.name = name  # type: ignore[misc]
+        self.sql = sql  # type: ignore[misc]
+        self.param_types = param_types  # type: ignore[misc]
 
     @classmethod
     def build(
@@ -290,7 +289,7 @@ class Parse(Message):
         return cls(frame(b"P", body), name, sql, tuple(t & 0xFFFFFFFF for t in param_types))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Bind(Message):
     @property
     def code(self) -> bytes:
@@ -311,12 +310,12 @@ class Bind(Message):
         params: tuple[bytes | None, ...] = (),
         result_formats: tuple[int, ...] = (),
     ) -> None:
-        _set(self, "raw", raw)
-        _set(self, "portal", portal)
-        _set(self, "statement", statement)
-        _set(self, "param_formats", param_formats)
-        _set(self, "params", params)
-        _set(self, "result_formats", result_formats)
+        self.raw = raw  # type: ignore[misc]
+        self.portal = portal  # type: ignore[misc]
+        self.statement = statement  # type: ignore[misc]
+        self.param_formats = param_formats  # type: ignore[misc]
+        self.params = params  # type: ignore[misc]
+        self.result_formats = result_formats  # type: ignore[misc]
 
     @classmethod
     def build(
@@ -350,7 +349,7 @@ class Bind(Message):
         return self.param_formats[i]
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Execute(Message):
     @property
     def code(self) -> bytes:
@@ -360,16 +359,16 @@ class Execute(Message):
     max_rows: int = 0
 
     def __init__(self, raw: bytes, portal: str = "", max_rows: int = 0) -> None:
-        _set(self, "raw", raw)
-        _set(self, "portal", portal)
-        _set(self, "max_rows", max_rows)
+        self.raw = raw  # type: ignore[misc]
+        self.portal = portal  # type: ignore[misc]
+        self.max_rows = max_rows  # type: ignore[misc]
 
     @classmethod
     def build(cls, portal: str = "", max_rows: int = 0, encoding: str = "utf-8") -> Execute:
         return cls(frame(b"E", cstr(portal, encoding) + _I32.pack(max_rows)), portal, max_rows)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Describe(Message):
     @property
     def code(self) -> bytes:
@@ -379,9 +378,9 @@ class Describe(Message):
     name: str = ""
 
     def __init__(self, raw: bytes, kind: bytes = b"S", name: str = "") -> None:
-        _set(self, "raw", raw)
-        _set(self, "kind", kind)
-        _set(self, "name", name)
+        self.raw = raw  # type: ignore[misc]
+        self.kind = kind  # type: ignore[misc]
+        self.name = name  # type: ignore[misc]
 
     @classmethod
     def build(cls, kind: bytes, name: str = "", encoding: str = "utf-8") -> Describe:
@@ -402,14 +401,14 @@ class Close(Message):
         return cls(frame(b"C", kind + cstr(name, encoding)), kind, name)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class Sync(Message):
     @property
     def code(self) -> bytes:
         return b"S"
 
     def __init__(self, raw: bytes) -> None:
-        _set(self, "raw", raw)
+        self.raw = raw  # type: ignore[misc]
 
     @classmethod
     def build(cls) -> Sync:
@@ -566,28 +565,28 @@ class BackendKeyData(Message):
         return cls(frame(b"K", _I32.pack(pid) + secret), pid, secret)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class ParseComplete(Message):
     @property
     def code(self) -> bytes:
         return b"1"
 
     def __init__(self, raw: bytes) -> None:
-        _set(self, "raw", raw)
+        self.raw = raw  # type: ignore[misc]
 
     @classmethod
     def build(cls) -> ParseComplete:
         return cls(frame(b"1"))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class BindComplete(Message):
     @property
     def code(self) -> bytes:
         return b"2"
 
     def __init__(self, raw: bytes) -> None:
-        _set(self, "raw", raw)
+        self.raw = raw  # type: ignore[misc]
 
     @classmethod
     def build(cls) -> BindComplete:
@@ -605,7 +604,7 @@ class CloseComplete(Message):
         return cls(frame(b"3"))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class CommandComplete(Message):
     @property
     def code(self) -> bytes:
@@ -614,8 +613,8 @@ class CommandComplete(Message):
     tag: str = ""
 
     def __init__(self, raw: bytes, tag: str = "") -> None:
-        _set(self, "raw", raw)
-        _set(self, "tag", tag)
+        self.raw = raw  # type: ignore[misc]
+        self.tag = tag  # type: ignore[misc]
 
     @classmethod
     def build(cls, tag: str) -> CommandComplete:
@@ -669,14 +668,14 @@ def datarow_values(raw: bytes) -> tuple[bytes | None, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class DataRow(Message):
     @property
     def code(self) -> bytes:
         return b"D"
 
     def __init__(self, raw: bytes) -> None:
-        _set(self, "raw", raw)
+        self.raw = raw  # type: ignore[misc]
 
     def values(self) -> tuple[bytes | None, ...]:
         return datarow_values(self.raw)
@@ -686,7 +685,7 @@ class DataRow(Message):
         return cls(frame(b"D", _encode_values(values)))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class MessageRun(Message):
     """Several whole server messages of one kind forwarded as they are (``raw`` is all of
     them); ``parts`` are the messages one by one, for the recording."""
@@ -695,9 +694,9 @@ class MessageRun(Message):
     kind: bytes = b""  # the messages' type byte: b"D" (rows of a result) or b"d" (COPY data)
 
     def __init__(self, raw: bytes, parts: tuple[bytes, ...] = (), kind: bytes = b"") -> None:
-        _set(self, "raw", raw)
-        _set(self, "parts", parts)
-        _set(self, "kind", kind)
+        self.raw = raw  # type: ignore[misc]
+        self.parts = parts  # type: ignore[misc]
+        self.kind = kind  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -803,14 +802,14 @@ class NegotiateProtocolVersion(Message):
         return cls(frame(b"v", body), newest_minor, tuple(unrecognized))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class NoData(Message):
     @property
     def code(self) -> bytes:
         return b"n"
 
     def __init__(self, raw: bytes) -> None:
-        _set(self, "raw", raw)
+        self.raw = raw  # type: ignore[misc]
 
     @classmethod
     def build(cls) -> NoData:
@@ -868,7 +867,7 @@ class PortalSuspended(Message):
         return cls(frame(b"s"))
 
 
-@dataclass(frozen=True, slots=True, init=False)  # see _set
+@dataclass(frozen=True, slots=True, init=False)  # own __init__: see OWN_INIT
 class ReadyForQuery(Message):
     @property
     def code(self) -> bytes:
@@ -877,12 +876,21 @@ class ReadyForQuery(Message):
     status: bytes = b"I"  # I idle, T in transaction, E failed transaction
 
     def __init__(self, raw: bytes, status: bytes = b"I") -> None:
-        _set(self, "raw", raw)
-        _set(self, "status", status)
+        self.raw = raw  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
 
     @classmethod
     def build(cls, status: bytes = b"I") -> ReadyForQuery:
         return cls(frame(b"Z", status), status)
+
+
+# The messages above that write their own __init__ of plain assignments (see the comment
+# above frame()): interpreted, the frozen __setattr__ would refuse those.
+OWN_INIT: Final = (
+    Query, Parse, Bind, Execute, Describe, Sync, ParseComplete, BindComplete, CommandComplete,
+    DataRow, MessageRun, NoData, ReadyForQuery,
+)  # fmt: skip
+assign_in_init(*OWN_INIT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, Protocol
 
 # At run time too: the compiled dataclasses resolve their fields' types when created.
 from pgwarden.auth.identity import Identity
+from pgwarden.protocol.frozen import assign_in_init
 from pgwarden.protocol.messages import Bind, Message, RowDescription
 
 Action = Literal["allow", "deny", "hold"]
@@ -127,8 +128,9 @@ class SessionInfo:
 class Statement:
     """A statement about to run: simple Query text, or an extended-protocol Execute. Its own
     ``__init__`` (one per Execute): the generated one of a frozen dataclass is interpreted
-    Python even compiled (a ``setattr`` call per field); this one is native code.
-    tests/unit/test_hooks_init.py checks it sets every field."""
+    Python even compiled (a ``setattr`` call per field); this one's assignments are native
+    stores (see pgwarden.protocol.frozen). tests/unit/test_hooks_init.py checks it sets every
+    field."""
 
     sql: str
     protocol: Literal["simple", "extended"]
@@ -150,15 +152,17 @@ class Statement:
         known: bool = True,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        _set = object.__setattr__
-        _set(self, "sql", sql)
-        _set(self, "protocol", protocol)
-        _set(self, "statement_name", statement_name)
-        _set(self, "portal", portal)
-        _set(self, "bind", bind)
-        _set(self, "param_types", param_types)
-        _set(self, "known", known)
-        _set(self, "extra", {} if extra is None else extra)
+        self.sql = sql  # type: ignore[misc]
+        self.protocol = protocol  # type: ignore[misc]
+        self.statement_name = statement_name  # type: ignore[misc]
+        self.portal = portal  # type: ignore[misc]
+        self.bind = bind  # type: ignore[misc]
+        self.param_types = param_types  # type: ignore[misc]
+        self.known = known  # type: ignore[misc]
+        self.extra = {} if extra is None else extra  # type: ignore[misc]
+
+
+assign_in_init(Statement)
 
 
 class SessionHooks:

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from pgwarden.protocol import messages as m
+from pgwarden.protocol.frozen import assign_in_init
 
 # A value for every field of each such message, none of them its default.
 HAND_WRITTEN: dict[type[m.Message], dict[str, object]] = {
@@ -42,7 +43,7 @@ def test_every_class_with_its_own_init_is_listed() -> None:
         and dataclasses.is_dataclass(cls)
         and not cls.__dataclass_params__.init  # type: ignore[attr-defined]
     }
-    assert own == set(HAND_WRITTEN)
+    assert own == set(HAND_WRITTEN) == set(m.OWN_INIT)
 
 
 @pytest.mark.parametrize("cls", list(HAND_WRITTEN), ids=lambda c: c.__name__)
@@ -66,3 +67,46 @@ def test_defaults_are_the_declared_ones(cls: type[m.Message]) -> None:
     for f in dataclasses.fields(cls):
         if f.name != "raw":
             assert getattr(msg, f.name) == f.default, f.name
+
+
+# The same kind of class as the compiled messages, interpreted (this module is not compiled).
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class _Interpreted:
+    a: int
+    b: str = "b"
+
+    def __init__(self, a: int, b: str = "b") -> None:
+        self.a = a  # type: ignore[misc]
+        self.b = b  # type: ignore[misc]
+
+
+def test_an_interpreted_own_init_assigns_once_and_stays_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _Interpreted(1)  # the frozen __setattr__ refuses the __init__'s assignments
+    assign_in_init(_Interpreted)
+    x = _Interpreted(1, "x")
+    assert (
+        (x.a, x.b) == (1, "x")
+        and x == _Interpreted(1, "x")
+        and hash(x) == hash(_Interpreted(1, "x"))
+    )
+    for name in ("a", "b"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(x, name, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del x.a
+    assert dataclasses.replace(x, b="y") == _Interpreted(1, "y")
+
+
+def test_assign_in_init_refuses_a_class_that_is_not_frozen_with_slots() -> None:
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        a: int
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    for cls in (Mutable, NoSlots):
+        with pytest.raises(TypeError, match="not a frozen dataclass with slots"):
+            assign_in_init(cls)
