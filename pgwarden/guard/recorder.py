@@ -431,10 +431,12 @@ class SessionRecorder:
         the event itself when nothing is."""
         assert self.masker is not None
         m = self.masker
-        sql, found = m.mask_text(event.sql)
+        sql, found = m.mask_sql(event.sql)
         if not found and not context_found and not event.params:
             return event  # the common case: nothing to mask, no Counter built
-        counts: Counter[str] = Counter(found) if found else Counter()
+        # Counter.__init__ is interpreted Python (a frame per statement with parameters); an
+        # empty Counter needs none of it
+        counts: Counter[str] = Counter(found) if found else Counter.__new__(Counter)
         if context_found:  # update() on a mapping runs ABC checks: skipped when empty
             counts.update(context_found)
         classification = event.classification

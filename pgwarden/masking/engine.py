@@ -59,6 +59,11 @@ _HEX_DIGITS: Final = re.compile(rb"(?:[0-9A-Fa-f]{2})*")
 _KEY_DETAIL: Final = re.compile(r"Key \((.*?)\)=\((.*)\)", re.DOTALL)
 _FAILING_ROW: Final = re.compile(r"(Failing row contains \()(.*)(\))", re.DOTALL)
 _QUOTED: Final = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+# Statement texts found clean by mask_sql, kept per Masker: an application sends the same few
+# texts again and again (prepared statements, parameterised queries). Short ones only, so the
+# set stays small (at most _CLEAN_SQL_KEPT x _CLEAN_SQL_MAX characters, ~8 MB).
+_CLEAN_SQL_KEPT: Final = 2048
+_CLEAN_SQL_MAX: Final = 4096
 
 
 def _formats(formats: Sequence[int] | None, n: int) -> list[int] | None:
@@ -105,6 +110,7 @@ class Masker:
         self.rules = config.columns
         self.enabled = config.enabled
         self._column_strategy: StrategyName = config.strategy_for("columns")
+        self._clean_sql: set[str] = set()
 
     # -- binding ---------------------------------------------------------------------------
 
@@ -638,6 +644,19 @@ class Masker:
             raise
         except Exception as exc:
             raise failure(exc) from exc
+
+    def mask_sql(self, text: str) -> tuple[str, Counter[str]]:
+        """``mask_text`` for a statement's text. The detectors' pre-check over a statement
+        costs more than the rest of recording it; a text found clean is remembered (only
+        clean ones: the counts of a masked one are the caller's to change)."""
+        if text in self._clean_sql:
+            return text, NO_COUNTS
+        masked, found = self.mask_text(text)
+        if masked is text and len(text) <= _CLEAN_SQL_MAX:
+            if len(self._clean_sql) >= _CLEAN_SQL_KEPT:
+                self._clean_sql.clear()
+            self._clean_sql.add(text)
+        return masked, found
 
     def _mask_text(self, text: str) -> tuple[str, Counter[str]]:
         buf = text.encode("utf-8", "surrogateescape")

@@ -110,6 +110,33 @@ def test_text_and_bytes_helpers() -> None:
     assert m.mask_bytes(buf)[0] is buf
 
 
+def test_mask_sql_keeps_clean_texts_and_masks_the_rest_every_time() -> None:
+    m = masker()
+    clean = "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+    assert m.mask_sql(clean) == (clean, NO_COUNTS)
+    assert clean in m._clean_sql
+    assert m.mask_sql(clean) == (clean, NO_COUNTS)
+    card = "SELECT 1 WHERE note = '4111 1111 1111 1111'"
+    first, counts = m.mask_sql(card)
+    assert first == "SELECT 1 WHERE note = '**** **** **** ****'" and counts == Counter(card=1)
+    assert card not in m._clean_sql
+    counts["card"] += 5  # the caller's to change: the next call counts afresh
+    assert m.mask_sql(card) == (first, Counter(card=1))
+    # an unscannable text fails closed every time; it is never kept as clean
+    for _ in range(2):
+        with pytest.raises(MaskingFailure):
+            m.mask_sql("card \ud800 ada@example.com")
+
+
+def test_mask_sql_keeps_a_bounded_set() -> None:
+    m = masker()
+    for i in range(5000):
+        assert m.mask_sql(f"SELECT {i}")[0] == f"SELECT {i}"
+    assert 0 < len(m._clean_sql) <= 2048
+    long = "SELECT 1" + " " * 5000
+    assert m.mask_sql(long)[0] == long and long not in m._clean_sql
+
+
 def test_mask_message_dispatch() -> None:
     m = masker()
     row = DataRow.build([b"ada@example.com"])
