@@ -37,6 +37,9 @@ class Channel:
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        # The loop, found at the first wait: asyncio.get_running_loop() makes a getpid()
+        # system call each time (to notice a fork), two per statement's round trip.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Over TLS, end of file closes the connection (TLS has no half-close); over TCP the
         # write side stays open, as with asyncio's streams.
         self._over_tls = transport.get_extra_info("sslcontext") is not None
@@ -111,6 +114,12 @@ class Channel:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     # -- reading --------------------------------------------------------------------------------
 
     async def read(self) -> bytes:
@@ -123,7 +132,7 @@ class Channel:
                 return b""
             if self._waiter is not None:
                 raise RuntimeError("Channel.read() called while another read is waiting")
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[None] = self._running_loop().create_future()
             self._waiter = waiter
             try:
                 await waiter
@@ -174,7 +183,7 @@ class Channel:
             raise ConnectionResetError("Connection lost")
         if not self._write_paused:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._running_loop().create_future()
         self._drain_waiters.append(waiter)
         await waiter
 

@@ -81,6 +81,32 @@ def test_what_the_stream_buffered_is_read_first(loop_name: str) -> None:
     _run(loop_name, scenario)
 
 
+def test_waiting_reads_look_the_loop_up_once(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio.get_running_loop() is a getpid() system call: two per statement when each
+    # waiting read asked for it
+    calls = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        calls.append(1)
+        return real()
+
+    async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
+        channel = await Channel.take(r, w)
+        monkeypatch.setattr(asyncio, "get_running_loop", counted)
+        for i in range(5):
+            reading = asyncio.ensure_future(channel.read())
+            await asyncio.sleep(0.01)  # the read waits on a future of the loop's
+            peer.sendall(b"%d" % i)
+            assert await reading == b"%d" % i
+        monkeypatch.undo()
+        assert len(calls) == 1
+
+    _run(loop_name, scenario)
+
+
 def test_end_of_file_reads_empty_after_the_last_bytes(loop_name: str) -> None:
     async def scenario(r: Reader, w: Writer, peer: socket.socket) -> None:
         channel = await Channel.take(r, w)
