@@ -523,7 +523,11 @@ class StatementEvent:
         }
 
     def _params(self) -> list[Any]:
-        return [dict(p) if isinstance(p, Mapping) else p for p in self.params]
+        # str (a text parameter) and None first: an ABC check per parameter is slow
+        return [
+            p if p is None or isinstance(p, str) else dict(p) if isinstance(p, Mapping) else p
+            for p in self.params
+        ]
 
     @property
     def statement_hash(self) -> str:

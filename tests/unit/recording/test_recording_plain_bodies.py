@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -39,7 +40,9 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
     max_leaves=10,
 )
-_PARAM = st.none() | _TEXT | st.fixed_dictionaries({"encoding": st.just("base64"), "data": _TEXT})
+_BASE64 = st.fixed_dictionaries({"encoding": st.just("base64"), "data": _TEXT})
+# a parameter may be any Mapping (MappingProxyType: not a dict, recorded as one)
+_PARAM = st.none() | _TEXT | _BASE64 | _BASE64.map(MappingProxyType)
 _HASH = st.text("0123456789abcdef", min_size=64, max_size=64)
 
 
