@@ -213,7 +213,11 @@ class Relay:
         self.epoch = 0
         self.tentative_stmt: dict[str, tuple[int, tuple[str, tuple[int, ...]]]] = {}
         self.tentative_portal: dict[str, tuple[int, _Portal]] = {}
-        self.unconfirmed: dict[tuple[bytes, str], int] = {}
+        # Parses (statement names) and Binds (portal names) sent and not yet answered: one
+        # dict per kind, keyed by name (a tuple key was built and hashed four times per
+        # statement).
+        self.unconfirmed_stmt: dict[str, int] = {}
+        self.unconfirmed_portal: dict[str, int] = {}
         self.confirmed = asyncio.Event()
         self._settling = 0  # how many _settle calls wait on ``confirmed``
         # Server-ordered view: descriptions as the server reports them.
@@ -399,13 +403,16 @@ class Relay:
         out.append(Execute.build(self._refusal_token, 1).raw)
         self._enqueue(Pending(INJECTED_EXT, verdict=verdict, ref=verdict.ref))
 
+    def _unconfirmed_of(self, kind: bytes) -> dict[str, int]:
+        return self.unconfirmed_stmt if kind == b"S" else self.unconfirmed_portal
+
     def _unconfirmed(self, kind: bytes, name: str, delta: int) -> None:
-        key = (kind, name)
-        n = self.unconfirmed.get(key, 0) + delta
+        unconfirmed = self._unconfirmed_of(kind)
+        n = unconfirmed.get(name, 0) + delta
         if n > 0:
-            self.unconfirmed[key] = n
+            unconfirmed[name] = n
         else:
-            self.unconfirmed.pop(key, None)
+            unconfirmed.pop(name, None)
         if delta < 0 and self._settling:  # set() is plain Python: only when _settle waits
             self.confirmed.set()
 
@@ -417,7 +424,8 @@ class Relay:
 
     async def _settle(self, kind: bytes, name: str, out: list[bytes]) -> None:
         """Wait until the server has answered every Parse/Bind of ``name`` sent so far."""
-        if (kind, name) not in self.unconfirmed:
+        unconfirmed = self._unconfirmed_of(kind)
+        if name not in unconfirmed:
             return
         out.append(Flush.build().raw)  # the server holds answers until Flush or Sync
         self.server.write(b"".join(out))
@@ -425,7 +433,7 @@ class Relay:
         await self.server.drain()
         self._settling += 1
         try:
-            while (kind, name) in self.unconfirmed:
+            while name in unconfirmed:
                 self.confirmed.clear()
                 await self.confirmed.wait()
         finally:
