@@ -80,7 +80,10 @@ from pgwarden.protocol.messages import (
     StartupMessage,
     Sync,
     Terminate,
+    _i16,
+    _i32,
     _Reader,
+    _u16,
     _values,
     datarow_values,
     decode,
@@ -659,3 +662,14 @@ def test_datarow_values_read_in_place_like_the_cursor(
     except ProtocolError as exc:
         got = ("error", str(exc), exc.side)
     assert got == want
+
+
+@given(st.binary(min_size=4, max_size=12), st.data())
+@example(b"\x80\x00\x00\x00", None)
+@example(b"\xff\xff\xff\xff", None)
+@example(b"\x7f\xff\xff\xff", None)
+def test_integers_read_by_indexing_match_struct(buf: bytes, data: st.DataObject | None) -> None:
+    at = 0 if data is None else data.draw(st.integers(0, len(buf) - 4))
+    assert _i32(buf, at) == struct.unpack_from("!i", buf, at)[0]
+    assert _i16(buf, at) == struct.unpack_from("!h", buf, at)[0]
+    assert _u16(buf, at) == struct.unpack_from("!H", buf, at)[0]
