@@ -55,10 +55,18 @@ _FOLD: Final = bytes(
 )
 _Z13: Final = b"0" * 13
 _SSN_QUICK: Final = re.compile(rb"-[0-9]{2}-[0-9]{4}")
-_SSN_WORDS: Final = re.compile(rb"ssn|social|tax")  # searched in the folded (lower-case) text
+
 # Membership tests on bytes avoid `bytes in bytes`: CPython first tries the left operand as an
 # integer and builds (then drops) a TypeError for it, ~7x the cost of find() or `int in bytes`.
 _AT: Final = ord("@")
+
+
+def _ssn_words(folded: bytes) -> bool:
+    """Whether the folded (lower-case) text names an SSN: three substring searches, where the
+    regular expression ``ssn|social|tax`` tried its alternatives at every position (~3x as
+    long, over every statement text and every run of rows)."""
+    return folded.find(b"ssn") >= 0 or folded.find(b"social") >= 0 or folded.find(b"tax") >= 0
+
 
 #: a stretch of digits, spaces and dashes that may hold 13+ digits with single separators
 _CARD_AREA: Final = re.compile(rb"[0-9][0-9 -]{11,}[0-9]")
@@ -429,7 +437,7 @@ class Scanner:
             t = buf.translate(_FOLD, b" -")
             if self.card and t.find(_Z13) >= 0:
                 return True
-            if self.ssn and (_SSN_WORDS.search(t) or _SSN_QUICK.search(buf)):
+            if self.ssn and (_ssn_words(t) or _SSN_QUICK.search(buf)):
                 return True
         if not self._triggers:  # the default detectors have none
             return False
@@ -443,7 +451,7 @@ class Scanner:
             if self.card and t.find(_Z13) >= 0:
                 find_cards(buf, out)
             if self.ssn:
-                find_ssns(buf, out, ssn_bare, _SSN_WORDS.search(t) is not None)
+                find_ssns(buf, out, ssn_bare, _ssn_words(t))
         if self.email and _AT in buf:
             find_emails(buf, out)
         for finder in self._optional:

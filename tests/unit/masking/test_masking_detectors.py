@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from masking_samples import CUSTOMERS, digits
 
 from pgwarden.masking import DEFAULT_CONFIG, Masker, Scanner, is_card, luhn_ok, ssn_valid
-from pgwarden.masking.detectors import merge
+from pgwarden.masking.detectors import _ssn_words, merge
 
 DEFAULT = Scanner(["card", "ssn", "email"])
 ALL = Scanner(["card", "ssn", "email", "phone", "iban", "secrets", "ip"])
@@ -329,3 +333,8 @@ def test_lone_long_number_is_not_searched_for_cards(text: str) -> None:
     # snowflake-style ids: most 19-digit numbers hold some Luhn-valid window
     m = Masker(DEFAULT_CONFIG, b"k" * 32)
     assert m.mask_text(text)[0] == text
+
+
+@given(st.binary(max_size=40) | st.text("ssnocialtx -", max_size=40).map(str.encode))
+def test_ssn_words_is_the_regular_expression_it_replaced(folded: bytes) -> None:
+    assert _ssn_words(folded) == (re.search(rb"ssn|social|tax", folded) is not None)
