@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import Final
 
 from pgwarden.protocol.errors import ProtocolError, Side
-from pgwarden.protocol.messages import CopyData, Message, MessagePart, decode, decode_startup
+from pgwarden.protocol.messages import (
+    CopyData,
+    Message,
+    MessagePart,
+    _i32,
+    decode,
+    decode_startup,
+)
 
 MAX_STARTUP_PACKET: Final = 10_000
 DEFAULT_MAX_MESSAGE: Final = 64 * 1024 * 1024
@@ -38,12 +45,6 @@ _REPEATING: Final = {
 _REPEATED: Final[dict[tuple[str, str, bytes], Message]] = {}
 _REPEATED_MAX_BYTES: Final = 2048
 _REPEATED_KEPT: Final = 4096
-
-
-def _int32(buf: bytes, at: int) -> int:
-    """The signed big-endian 32-bit integer at ``at`` (a message's length field)."""
-    n = (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
-    return n - 0x100000000 if n & 0x80000000 else n
 
 
 class MessageReader:
@@ -134,7 +135,7 @@ class MessageReader:
             buf, pos = self._buf, self._pos
             avail = len(buf)
         code = buf[pos]
-        length = _int32(buf, pos + 1)
+        length = _i32(buf, pos + 1)
         if length < 4:
             raise ProtocolError(f"invalid message length {length}", side=self.side)
         total = length + 1
@@ -195,7 +196,7 @@ class MessageReader:
         out: list[bytes] = []
         size = 0
         while end - pos >= 5 and buf[pos] == code:
-            length = _int32(buf, pos + 1)
+            length = _i32(buf, pos + 1)
             if length < 4 or length + 1 > self.max_message:
                 break  # let next() report or stream it
             stop = pos + 1 + length
@@ -214,7 +215,7 @@ class MessageReader:
         """Join fed chunks if they complete the message at the front."""
         if self._gather(5) < 5:
             return
-        length = _int32(self._buf, self._pos + 1)
+        length = _i32(self._buf, self._pos + 1)
         if 4 <= length < self.max_message:
             self._gather(length + 1)
 
@@ -233,7 +234,7 @@ class MessageReader:
     def _next_startup(self) -> Message | None:
         if self._gather(4) < 4:
             return None
-        length = _int32(self._buf, self._pos)
+        length = _i32(self._buf, self._pos)
         if length < 8 or length > MAX_STARTUP_PACKET:
             raise ProtocolError(f"invalid startup packet length {length}", side=self.side)
         if self._gather(length) < length:
