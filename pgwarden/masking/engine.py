@@ -42,6 +42,8 @@ from pgwarden.protocol.messages import (
     NotificationResponse,
     ParameterStatus,
     RowDescription,
+    _i32,
+    _u16,
 )
 
 Resolve = Callable[[int, int], "tuple[str, str] | None"]
@@ -885,17 +887,16 @@ class RowMasker:
             return None
         if len(raw) < 7 or raw[:1] != b"D":
             raise MaskingFailure("not a DataRow")
-        (n,) = _U16.unpack_from(raw, 5)
+        n = _u16(raw, 5)
         if self._n is not None and n != self._n:
             raise MaskingFailure(f"DataRow has {n} values for {self._n} columns")
         masker = self._masker
-        unpack = _I32.unpack_from
         pos = 7
         end_all = len(raw)
         edits: dict[int, bytes | None] = {}
         offsets: list[int] = []
         for i in range(n):
-            (ln,) = unpack(raw, pos)
+            ln = _i32(raw, pos)  # past the end: IndexError, a masking failure (fail closed)
             pos += 4
             offsets.append(pos)
             if ln < 0:

@@ -90,6 +90,26 @@ def test_batch_masks_like_one_by_one() -> None:
     assert counts == Counter({"card": 10, "ssn": 10, "email": 10})
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00\x02" + struct.pack("!i", 15) + b"ada@example.com" + b"\x00\x00",  # cut length
+        b"\x00\x01" + struct.pack("!i", 40) + b"ada@example.com",  # value past the end
+        b"\x00\x03" + struct.pack("!i", 15) + b"ada@example.com",  # values missing
+    ],
+    ids=["cut-length", "value-overruns", "values-missing"],
+)
+def test_a_malformed_row_holding_a_value_fails_closed(body: bytes) -> None:
+    # DataRow's own decoder would refuse these; the masking reads rows in place and must
+    # refuse them too, not pass the e-mail on
+    raw = b"D" + struct.pack("!i", len(body) + 4) + body
+    rows = masker().for_columns(None)
+    with pytest.raises(MaskingFailure):
+        rows.mask_datarow(DataRow(raw))
+    with pytest.raises(MaskingFailure):
+        rows.mask_datarows([DataRow(raw)])
+
+
 def test_masking_off_passes_everything() -> None:
     rows = masker({"detectors": [], "columns": []}).for_columns(customers_desc(), resolve)
     assert not rows.active
