@@ -42,8 +42,8 @@ from pgwarden.protocol.messages import (
     NotificationResponse,
     ParameterStatus,
     RowDescription,
-    _i32,
-    _u16,
+    int32_at,
+    uint16_at,
 )
 
 Resolve = Callable[[int, int], "tuple[str, str] | None"]
@@ -887,7 +887,7 @@ class RowMasker:
             return None
         if len(raw) < 7 or raw[:1] != b"D":
             raise MaskingFailure("not a DataRow")
-        n = _u16(raw, 5)
+        n = uint16_at(raw, 5)
         if self._n is not None and n != self._n:
             raise MaskingFailure(f"DataRow has {n} values for {self._n} columns")
         masker = self._masker
@@ -896,7 +896,7 @@ class RowMasker:
         edits: dict[int, bytes | None] = {}
         offsets: list[int] = []
         for i in range(n):
-            ln = _i32(raw, pos)  # past the end: IndexError, a masking failure (fail closed)
+            ln = int32_at(raw, pos)  # past the end: IndexError, a masking failure (fail closed)
             pos += 4
             offsets.append(pos)
             if ln < 0:

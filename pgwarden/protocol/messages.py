@@ -48,18 +48,19 @@ def cstr(value: str | bytes, encoding: str = "utf-8") -> bytes:
 
 # Big-endian integers read from bytes by indexing: compiled, native arithmetic, where a
 # Struct.unpack_from is a method call that builds a tuple (several per message decoded). The
-# caller checks the bounds.
-def _i32(buf: bytes, at: int) -> int:
+# reader's length fields and the row masking's value lengths use them too. The caller checks
+# the bounds.
+def int32_at(buf: bytes, at: int) -> int:
     n = (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
     return n - 0x100000000 if n & 0x80000000 else n
 
 
-def _i16(buf: bytes, at: int) -> int:
+def int16_at(buf: bytes, at: int) -> int:
     n = (buf[at] << 8) | buf[at + 1]
     return n - 0x10000 if n & 0x8000 else n
 
 
-def _u16(buf: bytes, at: int) -> int:
+def uint16_at(buf: bytes, at: int) -> int:
     return (buf[at] << 8) | buf[at + 1]
 
 
@@ -81,14 +82,14 @@ class _Reader:
     def int32(self) -> int:
         if self.pos + 4 > len(self.buf):
             raise self.fail("truncated int32")
-        v = _i32(self.buf, self.pos)
+        v = int32_at(self.buf, self.pos)
         self.pos += 4
         return v
 
     def int16(self) -> int:
         if self.pos + 2 > len(self.buf):
             raise self.fail("truncated int16")
-        v = _i16(self.buf, self.pos)
+        v = int16_at(self.buf, self.pos)
         self.pos += 2
         return v
 
@@ -122,7 +123,7 @@ class _Reader:
         # legal, so a signed read would refuse statements the server accepts.
         if self.pos + 2 > len(self.buf):
             raise self.fail("truncated int16")
-        n = _u16(self.buf, self.pos)
+        n = uint16_at(self.buf, self.pos)
         self.pos += 2
         if n > limit:
             raise self.fail(f"bad count {n}")
@@ -661,7 +662,7 @@ def datarow_values(raw: bytes) -> tuple[bytes | None, ...]:
     end = len(raw)
     if end < 7:
         raise _bad_row("truncated int16")
-    n = _u16(raw, 5)
+    n = uint16_at(raw, 5)
     if n > 0x7FFF:
         raise _bad_row(f"bad count {n}")
     pos = 7
@@ -669,7 +670,7 @@ def datarow_values(raw: bytes) -> tuple[bytes | None, ...]:
     for _ in range(n):
         if pos + 4 > end:
             raise _bad_row("truncated int32")
-        ln = _i32(raw, pos)
+        ln = int32_at(raw, pos)
         pos += 4
         if ln == -1:
             out.append(None)
@@ -1089,7 +1090,7 @@ def _dec_datarow(raw: bytes, r: _Reader) -> Message:
     for _ in range(n):
         if pos + 4 > end:
             raise r.fail("truncated int32")
-        ln = _i32(buf, pos)
+        ln = int32_at(buf, pos)
         pos += 4
         if ln > 0:
             pos += ln
@@ -1218,7 +1219,7 @@ BACKEND_DECODERS: Final[dict[bytes, _Decoder]] = {
 def decode(side: Side, raw: bytes, encoding: str = "utf-8") -> Message:
     """Decode one complete typed message; ``side`` is who sent it."""
     table = FRONTEND_DECODERS if side == "client" else BACKEND_DECODERS
-    if len(raw) < 5 or _i32(raw, 1) != len(raw) - 1:
+    if len(raw) < 5 or int32_at(raw, 1) != len(raw) - 1:
         # ``raw`` is what gets forwarded: a length field that disagrees with it would make the
         # next hop frame the stream differently from us.
         raise ProtocolError("message length does not match its length field", side=side)

@@ -24,9 +24,9 @@ from pgwarden.protocol.messages import (
     CopyData,
     Message,
     MessagePart,
-    _i32,
     decode,
     decode_startup,
+    int32_at,
 )
 
 MAX_STARTUP_PACKET: Final = 10_000
@@ -135,7 +135,7 @@ class MessageReader:
             buf, pos = self._buf, self._pos
             avail = len(buf)
         code = buf[pos]
-        length = _i32(buf, pos + 1)
+        length = int32_at(buf, pos + 1)
         if length < 4:
             raise ProtocolError(f"invalid message length {length}", side=self.side)
         total = length + 1
@@ -196,7 +196,7 @@ class MessageReader:
         out: list[bytes] = []
         size = 0
         while end - pos >= 5 and buf[pos] == code:
-            length = _i32(buf, pos + 1)
+            length = int32_at(buf, pos + 1)
             if length < 4 or length + 1 > self.max_message:
                 break  # let next() report or stream it
             stop = pos + 1 + length
@@ -215,7 +215,7 @@ class MessageReader:
         """Join fed chunks if they complete the message at the front."""
         if self._gather(5) < 5:
             return
-        length = _i32(self._buf, self._pos + 1)
+        length = int32_at(self._buf, self._pos + 1)
         if 4 <= length < self.max_message:
             self._gather(length + 1)
 
@@ -234,7 +234,7 @@ class MessageReader:
     def _next_startup(self) -> Message | None:
         if self._gather(4) < 4:
             return None
-        length = _i32(self._buf, self._pos)
+        length = int32_at(self._buf, self._pos)
         if length < 8 or length > MAX_STARTUP_PACKET:
             raise ProtocolError(f"invalid startup packet length {length}", side=self.side)
         if self._gather(length) < length:

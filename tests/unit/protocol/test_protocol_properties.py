@@ -80,15 +80,15 @@ from pgwarden.protocol.messages import (
     StartupMessage,
     Sync,
     Terminate,
-    _i16,
-    _i32,
     _Reader,
-    _u16,
     _values,
     datarow_values,
     decode,
     decode_startup,
     frame,
+    int16_at,
+    int32_at,
+    uint16_at,
 )
 
 PROPS = settings(
@@ -670,6 +670,6 @@ def test_datarow_values_read_in_place_like_the_cursor(
 @example(b"\x7f\xff\xff\xff", None)
 def test_integers_read_by_indexing_match_struct(buf: bytes, data: st.DataObject | None) -> None:
     at = 0 if data is None else data.draw(st.integers(0, len(buf) - 4))
-    assert _i32(buf, at) == struct.unpack_from("!i", buf, at)[0]
-    assert _i16(buf, at) == struct.unpack_from("!h", buf, at)[0]
-    assert _u16(buf, at) == struct.unpack_from("!H", buf, at)[0]
+    assert int32_at(buf, at) == struct.unpack_from("!i", buf, at)[0]
+    assert int16_at(buf, at) == struct.unpack_from("!h", buf, at)[0]
+    assert uint16_at(buf, at) == struct.unpack_from("!H", buf, at)[0]
